@@ -20,7 +20,8 @@ class RaggedSource(NamedTuple):
     """Ragged features: row r is `flat[offsets[r]:offsets[r + 1]]`.
 
     Attributes:
-      flat: float32 [sum of T, F], usually a read-only memory map.
+      flat: float32 [sum of T, F]: an array in memory, or rows read from disk on demand
+        (`mtjax.npyfile.NpyRows`, or a read-only memory map).
       offsets: int64 [R + 1], row boundaries into `flat`.
     """
 
@@ -47,8 +48,9 @@ class DiskArray:
     """A read-only float32 [N, T, F] view over ragged sources, gathered on demand.
 
     Row n shows frames `start[n] : start[n] + T` of row `row[n]` of source `src[n]`,
-    zero-padded past the source row's end, with source `src[n]`'s affine applied to the
-    valid frames. Indexing (`a[i]`, `a[rows]`, `a[i:j]`, `np.asarray(a)`) returns numpy
+    zero-padded past the source row's end or past `cap[n]` frames (whichever comes first),
+    with source `src[n]`'s affine applied to the valid frames. `cap` keeps a row that was
+    cropped short from growing back when `concat_rows` pads it to a longer T. Indexing (`a[i]`, `a[rows]`, `a[i:j]`, `np.asarray(a)`) returns numpy
     arrays, as for a memory map; `take`, `crop` and `affine` return new lazy views.
     """
 
@@ -60,12 +62,16 @@ class DiskArray:
         start: np.ndarray,
         length: int,
         scalings: Sequence[Affine | None] | None = None,
+        cap: np.ndarray | None = None,
     ):
         self.sources = tuple(sources)
         self.src = np.asarray(src, np.int32)
         self.row = np.asarray(row, np.int64)
         self.start = np.asarray(start, np.int64)
         self.length = int(length)
+        self.cap = (
+            np.full(len(self.row), NO_CAP, np.int64) if cap is None else np.asarray(cap, np.int64)
+        )
         self.scalings = tuple(scalings) if scalings is not None else (None,) * len(self.sources)
         n_features = {s.flat.shape[1] for s in self.sources}
         if len(n_features) > 1:
@@ -121,11 +127,11 @@ class DiskArray:
         for s, source in enumerate(self.sources):
             sel = self.src == s
             out[sel] = source.lengths[self.row[sel]] - self.start[sel]
-        return np.clip(out, 0, self.length).astype(np.int32)
+        return np.clip(np.minimum(out, self.cap), 0, self.length).astype(np.int32)
 
     def gather(self, rows: np.ndarray) -> np.ndarray:
         """float32 [len(rows), T, F] read from the sources (only those rows are read)."""
-        rows = np.asarray(rows, np.int64)
+        rows = _row_index(rows, len(self))
         if rows.ndim != 1:
             raise IndexError(f"DiskArray takes a 1-D row index, got shape {rows.shape}")
         if rows.size and (rows.min() < -len(self) or rows.max() >= len(self)):
@@ -138,7 +144,8 @@ class DiskArray:
                 continue
             picked = rows[sel]
             begin = source.offsets[self.row[picked]] + self.start[picked]
-            count = np.clip(source.offsets[self.row[picked] + 1] - begin, 0, self.length)
+            end = source.offsets[self.row[picked] + 1] - begin
+            count = np.clip(np.minimum(end, self.cap[picked]), 0, self.length)
             which = np.repeat(np.arange(len(sel)), count)
             frame = np.arange(count.sum()) - np.repeat(np.cumsum(count) - count, count)
             values = np.asarray(source.flat[begin[which] + frame], np.float32)
@@ -157,16 +164,30 @@ class DiskArray:
             start=self.start,
             length=self.length,
             scalings=self.scalings,
+            cap=self.cap,
         )
         fields.update(changes)
         return DiskArray(**fields)
 
 
+NO_CAP = np.iinfo(np.int64).max // 2  # a row cap that never binds
+
+
+def _row_index(rows, n: int) -> np.ndarray:
+    """int64 [M] from an int index or a bool mask [n]."""
+    rows = np.asarray(rows)
+    if rows.dtype == bool:
+        if rows.shape != (n,):
+            raise IndexError(f"a boolean row mask needs shape ({n},), got {rows.shape}")
+        return np.nonzero(rows)[0].astype(np.int64)
+    return rows.astype(np.int64)
+
+
 def take(x: np.ndarray | DiskArray, rows: np.ndarray) -> np.ndarray | DiskArray:
-    """Rows `rows` (int [M]) of `x`; lazy for a DiskArray."""
-    rows = np.asarray(rows, np.int64)
+    """Rows `rows` (int [M], or a bool mask [N]) of `x`; lazy for a DiskArray."""
+    rows = _row_index(rows, len(x))
     if isinstance(x, DiskArray):
-        return x.replace(src=x.src[rows], row=x.row[rows], start=x.start[rows])
+        return x.replace(src=x.src[rows], row=x.row[rows], start=x.start[rows], cap=x.cap[rows])
     return x[rows]
 
 
@@ -185,7 +206,8 @@ def crop(x: np.ndarray | DiskArray, starts: np.ndarray, length: int) -> np.ndarr
     if isinstance(x, DiskArray):
         if any(s is not None and s.mult.shape[0] > 1 for s in x.scalings):
             raise ValueError("crop or window features before a per-cell scaling, not after")
-        return x.replace(start=x.start + starts, length=length)
+        cap = np.maximum(np.minimum(x.cap, x.length) - starts, 0)
+        return x.replace(start=x.start + starts, length=length, cap=cap)
     frame_idx = starts[:, None] + np.arange(length)[None, :]
     inside = frame_idx < x.shape[1]
     out = np.take_along_axis(x, np.minimum(frame_idx, max(x.shape[1] - 1, 0))[:, :, None], 1)
@@ -202,6 +224,10 @@ def affine(
       lengths: int [N], valid frames per row.
       scaling: mult and add, each [1, F] or [T, F].
     """
+    if scaling.mult.shape[0] > 1 and scaling.mult.shape[0] != x.shape[1]:
+        raise ValueError(
+            f"a per-cell scaling of {scaling.mult.shape[0]} frames does not fit {x.shape[1]} frames"
+        )
     if isinstance(x, DiskArray):
         scalings = tuple(scaling if s is None else s.then(scaling) for s in x.scalings)
         return x.replace(scalings=scalings)
@@ -226,15 +252,22 @@ def concat_rows(
         padded = [np.pad(x, [(0, 0), (0, length - x.shape[1]), (0, 0)]) for x in xs]
         return np.concatenate(padded).astype(np.float32)
     parts = [x if isinstance(x, DiskArray) else _in_memory_view(x, n) for x, n in zip(xs, lengths)]
-    sources, scalings, src, row, start = [], [], [], [], []
+    sources, scalings, src, row, start, cap = [], [], [], [], [], []
     for part in parts:
         src.append(part.src + len(sources))
         sources.extend(part.sources)
         scalings.extend(part.scalings)
         row.append(part.row)
         start.append(part.start)
+        cap.append(np.minimum(part.cap, part.length))  # a part's rows keep their own T
     return DiskArray(
-        sources, np.concatenate(src), np.concatenate(row), np.concatenate(start), length, scalings
+        sources,
+        np.concatenate(src),
+        np.concatenate(row),
+        np.concatenate(start),
+        length,
+        scalings,
+        np.concatenate(cap),
     )
 
 

@@ -35,6 +35,7 @@ from tqdm.auto import tqdm
 from mtjax import extract
 from mtjax.arrays import DiskArray, RaggedSource
 from mtjax.data import Split, TaskDataset, subset
+from mtjax.npyfile import NpyRows
 from mtjax.readers.base import Item, Reader, ReaderError
 
 log = logging.getLogger("mtjax")
@@ -75,7 +76,8 @@ def read(
       executor: any `concurrent.futures.Executor` (a Dask or Ray one for a cluster);
         overrides `n_jobs`. Its workers must see the cache folder.
       in_memory: True loads the features as one padded array; False keeps them on disk
-        as a memory-mapped `DiskArray` (index mode): same API, bounded memory.
+        as a `DiskArray` (index mode) that reads rows when they are used: same API,
+        memory bounded by what is in use, not by the dataset's size.
       max_frames: cap on the padded length T; longer clips are cut.
       on_error: "raise" stops at the first unusable file (missing, corrupt, empty,
         silent, too short for the extraction, non-finite features) with an error naming
@@ -196,7 +198,10 @@ def _load_index(folder: Path) -> dict:
 def _load_source(folder: Path, index: dict, mmap: bool) -> RaggedSource:
     try:
         offsets = np.load(folder / "offsets.npy", allow_pickle=False)
-        flat = np.load(folder / "features.npy", mmap_mode="r" if mmap else None, allow_pickle=False)
+        if mmap:
+            flat = NpyRows(folder / "features.npy")
+        else:
+            flat = np.load(folder / "features.npy", allow_pickle=False)
     except (OSError, ValueError) as err:
         raise CacheError(f"{folder}: cannot load features ({err}); delete it to rebuild") from err
     n_items = len(index["ids"])
