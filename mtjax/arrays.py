@@ -15,6 +15,10 @@ from typing import NamedTuple
 
 import numpy as np
 
+CHUNK_BYTES = 32 * 2**20
+
+NO_CAP = np.iinfo(np.int64).max // 2  # a row cap that never binds
+
 
 class RaggedSource(NamedTuple):
     """Ragged features: row r is `flat[offsets[r]:offsets[r + 1]]`.
@@ -170,9 +174,6 @@ class DiskArray:
         return DiskArray(**fields)
 
 
-NO_CAP = np.iinfo(np.int64).max // 2  # a row cap that never binds
-
-
 def _row_index(rows, n: int) -> np.ndarray:
     """int64 [M] from an int index or a bool mask [n]."""
     rows = np.asarray(rows)
@@ -278,8 +279,17 @@ def _in_memory_view(x: np.ndarray, lengths: np.ndarray) -> DiskArray:
     return DiskArray.from_source(RaggedSource(x[valid], offsets), x.shape[1])
 
 
-def chunks(x: np.ndarray | DiskArray, size: int = 1024) -> Iterator[tuple[int, np.ndarray]]:
-    """(first row, float32 [<=size, T, F] rows) in order; bounded memory for a DiskArray."""
+def chunks(
+    x: np.ndarray | DiskArray, size: int | None = None
+) -> Iterator[tuple[int, np.ndarray]]:
+    """(first row, float32 [<=size, T, F] rows) in order; bounded memory for a DiskArray.
+
+    Args:
+      x: float32 [N, T, F].
+      size: rows per chunk; default as many as fit in about 32 MiB.
+    """
+    if size is None:
+        size = max(1, CHUNK_BYTES // max(1, x.shape[1] * x.shape[2] * 4))
     for begin in range(0, len(x), size):
         rows = np.arange(begin, min(begin + size, len(x)))
         yield begin, (x.gather(rows) if isinstance(x, DiskArray) else x[begin : begin + size])
