@@ -54,8 +54,9 @@ class DiskArray:
     Row n shows frames `start[n] : start[n] + T` of row `row[n]` of source `src[n]`,
     zero-padded past the source row's end or past `cap[n]` frames (whichever comes first),
     with source `src[n]`'s affine applied to the valid frames. `cap` keeps a row that was
-    cropped short from growing back when `concat_rows` pads it to a longer T. Indexing (`a[i]`, `a[rows]`, `a[i:j]`, `np.asarray(a)`) returns numpy
-    arrays, as for a memory map; `take`, `crop` and `affine` return new lazy views.
+    cropped short from growing back when `concat_rows` pads it to a longer T. Indexing
+    (`a[i]`, `a[rows]`, `a[i:j]`, `np.asarray(a)`) returns numpy arrays, as for a memory
+    map; `take`, `crop` and `affine` return new lazy views.
     """
 
     def __init__(
@@ -135,7 +136,7 @@ class DiskArray:
 
     def gather(self, rows: np.ndarray) -> np.ndarray:
         """float32 [len(rows), T, F] read from the sources (only those rows are read)."""
-        rows = _row_index(rows, len(self))
+        rows = row_index(rows, len(self))
         if rows.ndim != 1:
             raise IndexError(f"DiskArray takes a 1-D row index, got shape {rows.shape}")
         if rows.size and (rows.min() < -len(self) or rows.max() >= len(self)):
@@ -174,7 +175,7 @@ class DiskArray:
         return DiskArray(**fields)
 
 
-def _row_index(rows, n: int) -> np.ndarray:
+def row_index(rows, n: int) -> np.ndarray:
     """int64 [M] from an int index or a bool mask [n]."""
     rows = np.asarray(rows)
     if rows.dtype == bool:
@@ -186,7 +187,7 @@ def _row_index(rows, n: int) -> np.ndarray:
 
 def take(x: np.ndarray | DiskArray, rows: np.ndarray) -> np.ndarray | DiskArray:
     """Rows `rows` (int [M], or a bool mask [N]) of `x`; lazy for a DiskArray."""
-    rows = _row_index(rows, len(x))
+    rows = row_index(rows, len(x))
     if isinstance(x, DiskArray):
         return x.replace(src=x.src[rows], row=x.row[rows], start=x.start[rows], cap=x.cap[rows])
     return x[rows]

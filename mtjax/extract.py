@@ -85,3 +85,15 @@ def init_worker() -> None:
 
 
 _LIMITS = None
+
+
+def warm_up() -> None:
+    """Import and run the audio stack once (librosa loads much of itself on first use).
+
+    Run before forking workers, so that each starts warm.
+    """
+    from mtjax.features import LogMel, Mfcc
+
+    noise = np.random.default_rng(0).standard_normal(4096).astype(np.float32)
+    LogMel(sample_rate=16000, n_fft=512)(noise, 22050)
+    Mfcc(sample_rate=16000, n_fft=512)(noise, 16000)

@@ -25,6 +25,7 @@ import multiprocessing
 import os
 import shutil
 import tempfile
+import warnings
 from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
@@ -260,12 +261,13 @@ def _run_jobs(todo, extraction, parts: Path, n_jobs, executor):
     batches = [todo[i : i + size] for i in range(0, len(todo), size)]
     own = executor is None
     if own:
-        context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload(["mtjax.extract"])
-        executor = cf.ProcessPoolExecutor(
-            workers, mp_context=context, initializer=extract.init_worker
-        )
-    futures = [executor.submit(extract.extract_batch, b, extraction, str(parts)) for b in batches]
+        executor = _process_pool(workers)
+    with warnings.catch_warnings():
+        # JAX warns on every fork; these workers run numpy and librosa only, never JAX.
+        warnings.filterwarnings("ignore", message=r"os\.fork\(\) was called")
+        futures = [
+            executor.submit(extract.extract_batch, b, extraction, str(parts)) for b in batches
+        ]
     try:
         for future in cf.as_completed(futures):
             yield future.result()
@@ -274,6 +276,23 @@ def _run_jobs(todo, extraction, parts: Path, n_jobs, executor):
             future.cancel()
         if own:
             executor.shutdown(wait=True, cancel_futures=True)
+
+
+_WARM = False
+
+
+def _process_pool(workers: int) -> cf.ProcessPoolExecutor:
+    """Forked workers where the platform forks (no re-import of the user's script, and
+    they inherit a warmed-up librosa), spawned ones elsewhere."""
+    global _WARM
+    if "fork" in multiprocessing.get_all_start_methods():
+        if not _WARM:
+            extract.warm_up()
+            _WARM = True
+        context = multiprocessing.get_context("fork")
+    else:
+        context = multiprocessing.get_context("spawn")
+    return cf.ProcessPoolExecutor(workers, mp_context=context, initializer=extract.init_worker)
 
 
 def _consolidate(items, extraction, folder: Path, parts: Path) -> dict:
