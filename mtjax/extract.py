@@ -1,39 +1,46 @@
 """Feature extraction of single files, as run inside worker processes.
 
 Kept apart from `store` so that a worker imports only audio and feature code (no JAX).
-Each finished file is written atomically as `<parts>/<index>.npy`, or, when it cannot be
-used, described in `<parts>/<index>.err.json`; an interrupted extraction resumes from
-whatever parts exist.
+Each batch of files is written atomically as one `<parts>/<first index>-<token>.npz`
+(arrays `indices` [M], `lengths` [M], `features` [sum of lengths, F]; no pickles), and
+each file that cannot be used is described in `<parts>/<index>.err.json`. One file per
+batch rather than per clip: creating files costs more than extracting a short clip. An
+interrupted extraction resumes from whatever parts exist.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
+import uuid
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
 from mtjax import audio
 
 
-def part_path(parts: Path, index: int) -> Path:
-    return parts / f"{index:07d}.npy"
-
-
 def error_path(parts: Path, index: int) -> Path:
     return parts / f"{index:07d}.err.json"
 
 
-def write_atomic(path: Path, write) -> None:
-    """Call `write(file)` on a temporary sibling of `path`, then rename it into place."""
+def write_atomic(path: Path, write, *, durable: bool = True) -> None:
+    """Call `write(file)` on a temporary sibling of `path`, then rename it into place.
+
+    A killed process leaves either the old file or the whole new one. `durable` also
+    flushes it to the disk first, so that the same holds after a power cut; parts skip
+    that (it costs more than extracting a clip) and are checked when they are reused.
+    """
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         with open(tmp, "wb") as f:
             write(f)
-            f.flush()
-            os.fsync(f.fileno())
+            if durable:
+                f.flush()
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     finally:
         if tmp.exists():
@@ -55,25 +62,68 @@ def features_of(path: str, extraction) -> np.ndarray:
 def extract_batch(
     jobs: Sequence[tuple[int, str]], extraction, parts: str
 ) -> list[tuple[int, int, str | None]]:
-    """Extract each `(index, path)` into `parts`; never raises for a bad file.
+    """Extract each `(index, path)` into one part file in `parts`; never raises for a bad file.
 
     Returns:
       (index, number of frames or -1, error message or None) per job.
     """
     parts_dir = Path(parts)
-    results = []
+    results, indices, arrays = [], [], []
     for index, path in jobs:
         try:
             features = features_of(path, extraction)
         except (audio.AudioError, OSError, ValueError, RuntimeError, EOFError) as err:
             message = str(err) if str(err).startswith(str(path)) else f"{path}: {err}"
             record = json.dumps({"path": path, "error": message}).encode()
-            write_atomic(error_path(parts_dir, index), lambda f, r=record: f.write(r))
+            write_atomic(error_path(parts_dir, index), lambda f, r=record: f.write(r), durable=False)
             results.append((index, -1, message))
             continue
-        write_atomic(part_path(parts_dir, index), lambda f, a=features: np.save(f, a))
+        indices.append(index)
+        arrays.append(features)
         results.append((index, int(features.shape[0]), None))
+    if arrays:
+        batch = {
+            "indices": np.asarray(indices, np.int64),
+            "lengths": np.asarray([a.shape[0] for a in arrays], np.int64),
+            "features": np.concatenate(arrays),
+        }
+        name = f"{indices[0]:07d}-{uuid.uuid4().hex[:8]}.npz"
+        write_atomic(parts_dir / name, lambda f: np.savez(f, **batch), durable=False)
     return results
+
+
+class Part(NamedTuple):
+    """Where one clip's features sit in a part file."""
+
+    file: Path
+    row: int  # first row in the file's `features`
+    length: int
+
+
+def scan_parts(parts: Path) -> tuple[dict[int, Part], dict[int, str]]:
+    """Clips already extracted (index -> Part) and clips that failed (index -> message).
+
+    A part file that cannot be read (cut short by a power loss) is deleted with a
+    warning, so its clips are extracted again.
+    """
+    done: dict[int, Part] = {}
+    for file in sorted(parts.glob("*.npz")):
+        try:
+            with np.load(file, allow_pickle=False) as batch:
+                indices, lengths = batch["indices"], batch["lengths"]
+        except (OSError, ValueError, KeyError, EOFError) as err:
+            logging.getLogger("mtjax").warning("%s is unreadable (%s); re-extracting it", file, err)
+            file.unlink()
+            continue
+        starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+        for index, start, length in zip(indices.tolist(), starts.tolist(), lengths.tolist()):
+            done[index] = Part(file, start, length)
+    failed = {}
+    for file in parts.glob("*.err.json"):
+        index = int(file.name.split(".")[0])
+        if index not in done:
+            failed[index] = json.loads(file.read_text())["error"]
+    return done, failed
 
 
 def init_worker() -> None:

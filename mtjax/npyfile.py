@@ -1,20 +1,26 @@
-"""Rows of a 2-D `.npy` file read with `os.pread`, without mapping the file.
+"""Rows of a 2-D `.npy` file, memory-mapped with bounded residency.
 
-A memory map keeps every page it touched resident in the process; reading rows with
-`pread` keeps only what the caller holds, so a pass over a dataset larger than memory
-stays bounded. Safe to send to worker processes: each opens its own descriptor.
+A plain memory map keeps every page it touched resident in the process, so one pass
+over a dataset larger than memory grows the process to the dataset's size. `NpyRows`
+maps the file too (random row access is then as fast as in memory once the pages are
+cached), but after every `release_bytes` read it tells the kernel to drop the mapped
+pages (`MADV_DONTNEED`): they stay in the page cache, not in the process. Safe to send
+to worker processes: each maps the file itself.
 """
 
 from __future__ import annotations
 
+import mmap
 import os
 from pathlib import Path
 
 import numpy as np
 
+RELEASE_BYTES = 128 * 2**20
+
 
 class NpyRows:
-    """Read-only access to rows of a C-ordered 2-D `.npy` file.
+    """Read-only rows of a C-ordered 2-D `.npy` file; indexing returns in-memory copies.
 
     Attributes:
       path: the file.
@@ -22,76 +28,51 @@ class NpyRows:
       dtype: element type.
     """
 
-    def __init__(self, path: str | os.PathLike):
+    ndim = 2
+
+    def __init__(self, path: str | os.PathLike, release_bytes: int = RELEASE_BYTES):
         self.path = Path(path)
+        self.release_bytes = int(release_bytes)
         with open(self.path, "rb") as f:
             version = np.lib.format.read_magic(f)
             if version == (1, 0):
                 shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
             else:
                 shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
-            self._data_offset = f.tell()
-        if len(shape) != 2 or fortran or dtype.hasobject:
-            raise ValueError(f"{self.path}: expected a C-ordered 2-D numeric array, got {shape}")
-        self.shape = tuple(int(s) for s in shape)
-        self.dtype = np.dtype(dtype)
-        self._row_bytes = self.shape[1] * self.dtype.itemsize
-        self._fd: int | None = None
-        self._pid = -1
-
-    ndim = 2
+            data_offset = f.tell()
+            if len(shape) != 2 or fortran or dtype.hasobject:
+                raise ValueError(f"{self.path}: expected a C-ordered 2-D numeric array, got {shape}")
+            self.shape = tuple(int(s) for s in shape)
+            self.dtype = np.dtype(dtype)
+            needed = data_offset + self.shape[0] * self.shape[1] * self.dtype.itemsize
+            if os.fstat(f.fileno()).st_size < needed:
+                raise ValueError(f"{self.path}: file is shorter than its header says")
+            self._map = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if needed else None
+        count = self.shape[0] * self.shape[1]
+        buffer = self._map if self._map is not None else b""
+        self._rows = np.frombuffer(buffer, self.dtype, count, data_offset if count else 0)
+        self._rows = self._rows.reshape(self.shape)
+        self._touched = 0
 
     def __len__(self) -> int:
         return self.shape[0]
 
     def __getstate__(self):
-        return {"path": self.path}
+        return {"path": self.path, "release_bytes": self.release_bytes}
 
     def __setstate__(self, state):
-        self.__init__(state["path"])
-
-    def __del__(self):
-        if self._fd is not None and self._pid == os.getpid():
-            os.close(self._fd)
-
-    def _descriptor(self) -> int:
-        if self._fd is None or self._pid != os.getpid():
-            self._fd = os.open(self.path, os.O_RDONLY)
-            self._pid = os.getpid()
-        return self._fd
-
-    def read(self, start: int, count: int) -> np.ndarray:
-        """Rows `start : start + count` as a new array [count, columns]."""
-        if start < 0 or count < 0 or start + count > self.shape[0]:
-            raise IndexError(f"rows {start}:{start + count} outside {self.shape[0]} rows")
-        size = count * self._row_bytes
-        buffer = bytearray(size)
-        view, done = memoryview(buffer), 0
-        fd = self._descriptor()
-        while done < size:
-            got = os.preadv(fd, [view[done:]], self._data_offset + start * self._row_bytes + done)
-            if got == 0:
-                raise OSError(f"{self.path}: file ends before row {start + count}")
-            done += got
-        return np.frombuffer(buffer, self.dtype).reshape(count, self.shape[1])
+        self.__init__(state["path"], state["release_bytes"])
 
     def __getitem__(self, index) -> np.ndarray:
-        """Rows by int array, slice or int; reads one span per run of consecutive rows."""
-        if isinstance(index, slice):
-            start, stop, step = index.indices(self.shape[0])
-            rows = self.read(start, max(stop - start, 0))
-            return rows[::step] if step != 1 else rows
-        if isinstance(index, (int, np.integer)):
-            return self.read(int(index) % self.shape[0], 1)[0]
-        rows = np.asarray(index, np.int64)
-        if rows.size == 0:
-            return np.zeros([0, self.shape[1]], self.dtype)
-        order = np.argsort(rows, kind="stable")
-        sorted_rows = rows[order]
-        breaks = np.nonzero(np.diff(sorted_rows) > 1)[0] + 1
-        out = np.empty([len(rows), self.shape[1]], self.dtype)
-        for run in np.split(np.arange(len(rows)), breaks):
-            first, last = sorted_rows[run[0]], sorted_rows[run[-1]]
-            block = self.read(int(first), int(last - first + 1))
-            out[order[run]] = block[sorted_rows[run] - first]
+        """Rows by int, slice or int array, copied into memory."""
+        out = np.array(self._rows[index], copy=True)
+        self._touched += out.nbytes
+        if self._touched >= self.release_bytes:
+            self.release()
         return out
+
+    def release(self) -> None:
+        """Drop this process's mapped pages (the data stay in the kernel's page cache)."""
+        self._touched = 0
+        if self._map is not None and hasattr(mmap, "MADV_DONTNEED"):
+            self._map.madvise(mmap.MADV_DONTNEED)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import atexit
 import concurrent.futures as cf
+import functools
 import hashlib
 import json
 import logging
@@ -42,6 +43,7 @@ from mtjax.readers.base import Item, Reader, ReaderError
 log = logging.getLogger("mtjax")
 
 CACHE_FORMAT = 1
+BATCH_FILES = 16  # files per worker task and per part file
 VERSIONED = ("numpy", "scipy", "librosa", "soundfile", "soxr")
 
 
@@ -126,6 +128,7 @@ def _check_unique_ids(reader: Reader, items: Sequence[Item]) -> None:
         seen.add(item.id)
 
 
+@functools.cache
 def library_versions() -> dict[str, str]:
     """Versions of the libraries whose updates can change extracted numbers."""
     out = {}
@@ -225,14 +228,15 @@ def _load_source(folder: Path, index: dict, mmap: bool) -> RaggedSource:
 def _extract(items, extraction, folder, n_jobs, executor, on_error, progress, name) -> dict:
     parts = folder / "parts"
     parts.mkdir(exist_ok=True)
+    done, failed = extract.scan_parts(parts)
+    retry = on_error == "raise"
     todo = [
         (i, item.path)
         for i, item in enumerate(items)
-        if not extract.part_path(parts, i).exists()
-        and not (on_error == "skip" and extract.error_path(parts, i).exists())
+        if i not in done and (retry or i not in failed)
     ]
     if len(todo) < len(items):
-        log.info("%s: resuming, %d of %d files already extracted", name, len(items) - len(todo), len(items))
+        log.info("%s: resuming, %d of %d files already done", name, len(items) - len(todo), len(items))
     bar = tqdm(total=len(items), initial=len(items) - len(todo), desc=f"extract {name}",
                unit="file", disable=not progress or not todo)
     try:
@@ -253,12 +257,12 @@ def _run_jobs(todo, extraction, parts: Path, n_jobs, executor):
     if not todo:
         return
     workers = max(1, n_jobs or os.cpu_count() or 1)
-    if executor is None and workers == 1:
-        for job in todo:
-            yield extract.extract_batch([job], extraction, str(parts))
-        return
-    size = max(1, min(16, len(todo) // (workers * 4)))
+    size = max(1, min(BATCH_FILES, len(todo) // (workers * 4)))
     batches = [todo[i : i + size] for i in range(0, len(todo), size)]
+    if executor is None and workers == 1:
+        for batch in batches:
+            yield extract.extract_batch(batch, extraction, str(parts))
+        return
     own = executor is None
     if own:
         executor = _process_pool(workers)
@@ -297,32 +301,40 @@ def _process_pool(workers: int) -> cf.ProcessPoolExecutor:
 
 def _consolidate(items, extraction, folder: Path, parts: Path) -> dict:
     """Joins the parts into features.npy + offsets.npy, then writes index.json."""
-    lengths, kept, skipped, n_features = [], [], [], None
-    for i, item in enumerate(items):
-        part = extract.part_path(parts, i)
-        if part.exists():
-            header = _npy_shape(part)
-            lengths.append(header[0])
-            kept.append(i)
-            n_features = header[1]
-        else:
-            record = json.loads(extract.error_path(parts, i).read_text())
-            skipped.append({"id": item.id, "path": item.path, "error": record["error"]})
+    done, failed = extract.scan_parts(parts)
+    kept = [i for i in range(len(items)) if i in done]
+    skipped = [
+        {"id": items[i].id, "path": items[i].path, "error": failed.get(i, "not extracted")}
+        for i in range(len(items))
+        if i not in done
+    ]
     if not kept:
         raise ExtractionError(
-            f"no usable audio in {len(items)} files, e.g. {skipped[0]['error'] if skipped else '?'}"
+            f"no usable audio in {len(items)} files, e.g. {skipped[0]['error']}"
         )
-    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    offsets = np.concatenate([[0], np.cumsum([done[i].length for i in kept])]).astype(np.int64)
+    row_of = {i: row for row, i in enumerate(kept)}
+    by_file: dict[Path, list[int]] = {}
+    for i in kept:
+        by_file.setdefault(done[i].file, []).append(i)
     features_tmp = folder / ".features.npy.tmp"
-    flat = np.lib.format.open_memmap(
-        features_tmp, mode="w+", dtype=np.float32, shape=(int(offsets[-1]), n_features)
-    )
-    for row, i in enumerate(kept):
-        part = np.load(extract.part_path(parts, i), allow_pickle=False)
-        if part.ndim != 2 or part.shape[1] != n_features:
-            raise CacheError(f"{extract.part_path(parts, i)}: shape {part.shape}, expected F={n_features}")
-        flat[offsets[row] : offsets[row + 1]] = part
+    flat = None
+    for file, indices in sorted(by_file.items()):
+        with np.load(file, allow_pickle=False) as batch:
+            features = batch["features"]
+        if flat is None:
+            flat = np.lib.format.open_memmap(
+                features_tmp, mode="w+", dtype=np.float32, shape=(int(offsets[-1]), features.shape[1])
+            )
+        if features.ndim != 2 or features.shape[1] != flat.shape[1]:
+            raise CacheError(f"{file}: features of shape {features.shape}, expected F={flat.shape[1]}")
+        for i in indices:
+            part, row = done[i], row_of[i]
+            flat[offsets[row] : offsets[row + 1]] = features[part.row : part.row + part.length]
+    n_features = int(flat.shape[1])
     flat.flush()
+    with open(features_tmp, "rb+") as f:
+        os.fsync(f.fileno())
     del flat
     os.replace(features_tmp, folder / "features.npy")
     extract.write_atomic(folder / "offsets.npy", lambda f: np.save(f, offsets))
@@ -331,23 +343,13 @@ def _consolidate(items, extraction, folder: Path, parts: Path) -> dict:
         "extraction": extraction.key,
         "versions": library_versions(),
         "ids": [items[i].id for i in kept],
-        "n_features": int(n_features),
+        "n_features": n_features,
         "skipped": skipped,
     }
     text = json.dumps(index, indent=1).encode()
     extract.write_atomic(folder / "index.json", lambda f: f.write(text))
     shutil.rmtree(parts, ignore_errors=True)
     return index
-
-
-def _npy_shape(path: Path) -> tuple[int, ...]:
-    with open(path, "rb") as f:
-        version = np.lib.format.read_magic(f)
-        if version == (1, 0):
-            shape, _, _ = np.lib.format.read_array_header_1_0(f)
-        else:
-            shape, _, _ = np.lib.format.read_array_header_2_0(f)
-    return shape
 
 
 # Datasets from cached features

@@ -12,6 +12,7 @@ Speech Commands is this layout plus two list files that name the validation and 
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -76,19 +77,18 @@ class FolderReader:
         task = self._task(names)
         splits = self._splits()
         group_of = _group_function(self.group)
+        prefix = len(str(self.root)) + 1
         n_found = 0
         for label in names:
             for path in audio_files(self.root / label, self.suffixes):
-                split = None
-                if splits is not None:
-                    split = splits.get(path.resolve(), "train")
+                relative = path[prefix:].replace(os.sep, "/")
                 n_found += 1
                 yield Item(
-                    path=str(path),
+                    path=path,
                     targets={task.name: (label,)},
-                    id=path.relative_to(self.root).as_posix(),
+                    id=relative,
                     group=group_of(path),
-                    split=split,
+                    split=None if splits is None else splits.get(relative, "train"),
                 )
         if not n_found:
             raise ReaderError(
@@ -127,23 +127,24 @@ class FolderReader:
         except ValueError as e:
             raise ReaderError(f"{self.root}: {e}") from e
 
-    def _splits(self) -> dict[Path, str] | None:
-        """Resolved path -> "validation" / "test" of every listed clip; None without lists."""
+    def _splits(self) -> dict[str, str] | None:
+        """Relative posix path -> "validation" / "test" of every listed clip; None without lists."""
         if self.validation_list is None and self.testing_list is None:
             return None
-        out: dict[Path, str] = {}
-        where: dict[Path, str] = {}
+        out: dict[str, str] = {}
+        where: dict[str, str] = {}
         for list_name, split in ((self.validation_list, "validation"), (self.testing_list, "test")):
             if list_name is None:
                 continue
             for path, line_where in read_list(self.root, list_name):
-                if path in out and out[path] != split:
-                    raise ReaderError(f"{line_where}: {path} is also listed at {where[path]}")
-                out[path], where[path] = split, line_where
+                relative = path.relative_to(self.root).as_posix()
+                if relative in out and out[relative] != split:
+                    raise ReaderError(f"{line_where}: {path} is also listed at {where[relative]}")
+                out[relative], where[relative] = split, line_where
         return out
 
 
-def audio_files(folder: Path, suffixes: tuple[str, ...] = AUDIO_SUFFIXES) -> list[Path]:
+def audio_files(folder: Path, suffixes: tuple[str, ...] = AUDIO_SUFFIXES) -> list[str]:
     """Audio files anywhere below `folder`, hidden ones skipped, sorted by relative path.
 
     Args:
@@ -151,16 +152,16 @@ def audio_files(folder: Path, suffixes: tuple[str, ...] = AUDIO_SUFFIXES) -> lis
       suffixes: lower-case suffixes (".wav") to keep; compared case-insensitively.
 
     Returns:
-      absolute paths (as `folder` is), sorted by their posix path relative to `folder`.
+      paths as strings (absolute when `folder` is), sorted by their path below `folder`.
     """
     found = []
-    for path in folder.rglob("*"):
-        relative = path.relative_to(folder)
-        if path.suffix.lower() not in suffixes or any(p.startswith(".") for p in relative.parts):
-            continue
-        if path.is_file():
-            found.append((relative.as_posix(), path))
-    return [path for _, path in sorted(found)]
+    for directory, subfolders, files in os.walk(folder):
+        subfolders[:] = [d for d in subfolders if not d.startswith(".")]
+        for name in files:
+            if not name.startswith(".") and os.path.splitext(name)[1].lower() in suffixes:
+                found.append(os.path.join(directory, name))
+    top = len(str(folder)) + 1
+    return sorted(found, key=lambda path: path[top:].replace(os.sep, "/"))
 
 
 def read_list(root: Path, list_name: str) -> list[tuple[Path, str]]:
@@ -205,15 +206,15 @@ def _group_pattern(pattern: str) -> re.Pattern:
     return compiled
 
 
-def _group_function(group: str | Callable[[Path], str] | None) -> Callable[[Path], str | None]:
+def _group_function(group: str | Callable[[Path], str] | None) -> Callable[[str], str | None]:
     if group is None:
         return lambda path: None
     if callable(group):
-        return lambda path: str(group(path))
+        return lambda path: str(group(Path(path)))
     pattern = _group_pattern(group)
 
-    def of(path: Path) -> str:
-        match = pattern.search(path.name)
+    def of(path: str) -> str:
+        match = pattern.search(os.path.basename(path))
         if match is None:
             raise ReaderError(f"{path}: file name does not match group pattern {group!r}")
         return match.group(1)
