@@ -19,7 +19,7 @@ import numpy as np
 import soundfile as sf
 
 import mtjax as mt
-from mtjax import arrays, extract
+from mtjax import extract
 
 
 def write_clips(root: Path, n: int, seconds: float, sample_rate: int = 16000) -> None:
@@ -76,11 +76,8 @@ def main() -> None:
         dense = read("parallel")
         lazy = read("parallel", in_memory=False)
 
-        def one_pass(ds):
-            total = 0.0
-            for _, chunk in arrays.chunks(ds.x):
-                total += float(chunk.sum())
-            return total
+        def one_pass(ds):  # what a streamed pass does: scaler statistics
+            return mt.data.fit_scaler(ds)
 
         order = np.random.default_rng(0).permutation(len(dense))
 

@@ -151,14 +151,21 @@ class DiskArray:
             begin = source.offsets[self.row[picked]] + self.start[picked]
             end = source.offsets[self.row[picked] + 1] - begin
             count = np.clip(np.minimum(end, self.cap[picked]), 0, self.length)
-            which = np.repeat(np.arange(len(sel)), count)
-            frame = np.arange(count.sum()) - np.repeat(np.cumsum(count) - count, count)
-            values = np.asarray(source.flat[begin[which] + frame], np.float32)
+            valid = np.arange(self.length)[None, :] < count[:, None]  # [M, T], row-major order
+            values = np.asarray(_frames(source.flat, begin, count), np.float32)
             scaling = self.scalings[s]
             if scaling is not None:
-                cell = frame if scaling.mult.shape[0] > 1 else np.zeros_like(frame)
-                values = values * scaling.mult[cell] + scaling.add[cell]
-            out[sel[which], frame] = values
+                if scaling.mult.shape[0] > 1:
+                    cell = np.nonzero(valid)[1]
+                    values = values * scaling.mult[cell] + scaling.add[cell]
+                else:
+                    values = values * scaling.mult + scaling.add
+            if len(sel) == len(rows):
+                out[valid] = values
+            else:
+                block = np.zeros([len(sel), self.length, self.n_features], np.float32)
+                block[valid] = values
+                out[sel] = block
         return out
 
     def replace(self, **changes) -> DiskArray:
@@ -183,6 +190,22 @@ def row_index(rows, n: int) -> np.ndarray:
             raise IndexError(f"a boolean row mask needs shape ({n},), got {rows.shape}")
         return np.nonzero(rows)[0].astype(np.int64)
     return rows.astype(np.int64)
+
+
+def _frames(flat, begin: np.ndarray, count: np.ndarray) -> np.ndarray:
+    """Frames `begin[m] : begin[m] + count[m]` of `flat`, one row after another.
+
+    One slice when the rows follow each other in `flat` (a pass in order); spans read
+    from disk when `flat` reads spans (`NpyRows`); else one fancy index.
+    """
+    if hasattr(flat, "read_spans"):
+        return flat.read_spans(begin, count)
+    total = int(count.sum())
+    if total and np.all(begin[1:] == begin[:-1] + count[:-1]):
+        return flat[int(begin[0]) : int(begin[0]) + total]
+    which = np.repeat(np.arange(len(begin)), count)
+    frame = np.arange(total) - np.repeat(np.cumsum(count) - count, count)
+    return flat[begin[which] + frame]
 
 
 def take(x: np.ndarray | DiskArray, rows: np.ndarray) -> np.ndarray | DiskArray:

@@ -1,26 +1,23 @@
-"""Rows of a 2-D `.npy` file, memory-mapped with bounded residency.
+"""Rows of a 2-D `.npy` file read on demand with `pread`, never mapped.
 
-A plain memory map keeps every page it touched resident in the process, so one pass
-over a dataset larger than memory grows the process to the dataset's size. `NpyRows`
-maps the file too (random row access is then as fast as in memory once the pages are
-cached), but after every `release_bytes` read it tells the kernel to drop the mapped
-pages (`MADV_DONTNEED`): they stay in the page cache, not in the process. Safe to send
-to worker processes: each maps the file itself.
+A memory map keeps the pages it touched resident in the process (and the kernel maps
+whole large folios around each touched row), so a pass over a dataset larger than
+memory grows the process towards the dataset's size. `NpyRows` reads each run of
+consecutive rows with one `pread` into a buffer the caller owns: the process holds
+what the caller holds, and repeated reads are served from the kernel's page cache.
+Safe to send to worker processes: each opens its own descriptor.
 """
 
 from __future__ import annotations
 
-import mmap
 import os
 from pathlib import Path
 
 import numpy as np
 
-RELEASE_BYTES = 128 * 2**20
-
 
 class NpyRows:
-    """Read-only rows of a C-ordered 2-D `.npy` file; indexing returns in-memory copies.
+    """Read-only rows of a C-ordered 2-D `.npy` file; indexing returns in-memory arrays.
 
     Attributes:
       path: the file.
@@ -30,49 +27,98 @@ class NpyRows:
 
     ndim = 2
 
-    def __init__(self, path: str | os.PathLike, release_bytes: int = RELEASE_BYTES):
+    def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
-        self.release_bytes = int(release_bytes)
         with open(self.path, "rb") as f:
             version = np.lib.format.read_magic(f)
             if version == (1, 0):
                 shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
             else:
                 shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
-            data_offset = f.tell()
-            if len(shape) != 2 or fortran or dtype.hasobject:
-                raise ValueError(f"{self.path}: expected a C-ordered 2-D numeric array, got {shape}")
-            self.shape = tuple(int(s) for s in shape)
-            self.dtype = np.dtype(dtype)
-            needed = data_offset + self.shape[0] * self.shape[1] * self.dtype.itemsize
-            if os.fstat(f.fileno()).st_size < needed:
-                raise ValueError(f"{self.path}: file is shorter than its header says")
-            self._map = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if needed else None
-        count = self.shape[0] * self.shape[1]
-        buffer = self._map if self._map is not None else b""
-        self._rows = np.frombuffer(buffer, self.dtype, count, data_offset if count else 0)
-        self._rows = self._rows.reshape(self.shape)
-        self._touched = 0
+            self._data_offset = f.tell()
+            file_size = os.fstat(f.fileno()).st_size
+        if len(shape) != 2 or fortran or dtype.hasobject:
+            raise ValueError(f"{self.path}: expected a C-ordered 2-D numeric array, got {shape}")
+        self.shape = tuple(int(s) for s in shape)
+        self.dtype = np.dtype(dtype)
+        self._row_bytes = self.shape[1] * self.dtype.itemsize
+        if file_size < self._data_offset + self.shape[0] * self._row_bytes:
+            raise ValueError(f"{self.path}: file is shorter than its header says")
+        self._fd: int | None = None
+        self._pid = -1
 
     def __len__(self) -> int:
         return self.shape[0]
 
     def __getstate__(self):
-        return {"path": self.path, "release_bytes": self.release_bytes}
+        return {"path": self.path}
 
     def __setstate__(self, state):
-        self.__init__(state["path"], state["release_bytes"])
+        self.__init__(state["path"])
 
-    def __getitem__(self, index) -> np.ndarray:
-        """Rows by int, slice or int array, copied into memory."""
-        out = np.array(self._rows[index], copy=True)
-        self._touched += out.nbytes
-        if self._touched >= self.release_bytes:
-            self.release()
+    def __del__(self):
+        if getattr(self, "_fd", None) is not None and self._pid == os.getpid():
+            os.close(self._fd)
+
+    def _descriptor(self) -> int:
+        if self._fd is None or self._pid != os.getpid():
+            self._fd = os.open(self.path, os.O_RDONLY)
+            self._pid = os.getpid()
+        return self._fd
+
+    def read(self, start: int, count: int) -> np.ndarray:
+        """Rows `start : start + count` as a new array [count, columns]."""
+        out = np.empty([count, self.shape[1]], self.dtype)
+        self._read_into(out, start)
         return out
 
-    def release(self) -> None:
-        """Drop this process's mapped pages (the data stay in the kernel's page cache)."""
-        self._touched = 0
-        if self._map is not None and hasattr(mmap, "MADV_DONTNEED"):
-            self._map.madvise(mmap.MADV_DONTNEED)
+    def read_spans(self, starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
+        """Rows `starts[m] : starts[m] + counts[m]` for every m, one span after another.
+
+        Spans that follow each other in the file are read together, straight into the
+        result: [sum of counts, columns].
+        """
+        starts, counts = np.asarray(starts, np.int64), np.asarray(counts, np.int64)
+        out = np.empty([int(counts.sum()), self.shape[1]], self.dtype)
+        joined = np.nonzero(starts[1:] != starts[:-1] + counts[:-1])[0] + 1
+        run_starts = starts[np.concatenate([[0], joined])] if len(starts) else starts
+        run_counts = np.add.reduceat(counts, np.concatenate([[0], joined])) if len(starts) else counts
+        position = 0
+        for start, count in zip(run_starts.tolist(), run_counts.tolist()):
+            self._read_into(out[position : position + count], start)
+            position += count
+        return out
+
+    def _read_into(self, out: np.ndarray, start: int) -> None:
+        count = out.shape[0]
+        if start < 0 or count < 0 or start + count > self.shape[0]:
+            raise IndexError(f"rows {start}:{start + count} outside {self.shape[0]} rows")
+        view, done, size = memoryview(out).cast("B"), 0, out.nbytes
+        fd, position = self._descriptor(), self._data_offset + start * self._row_bytes
+        while done < size:
+            got = os.preadv(fd, [view[done:]], position + done)
+            if got == 0:
+                raise OSError(f"{self.path}: file ends before row {start + count}")
+            done += got
+
+    def __getitem__(self, index) -> np.ndarray:
+        """Rows by slice, int or int array; one read per run of consecutive rows."""
+        if isinstance(index, slice):
+            start, stop, step = index.indices(self.shape[0])
+            rows = self.read(start, max(stop - start, 0))
+            return rows[::step] if step != 1 else rows
+        if isinstance(index, (int, np.integer)):
+            return self.read(int(index) % self.shape[0], 1)[0]
+        rows = np.asarray(index, np.int64)
+        if rows.size == 0:
+            return np.zeros([0, self.shape[1]], self.dtype)
+        if rows.min() < 0 or rows.max() >= self.shape[0]:
+            raise IndexError(f"row index out of range for {self.shape[0]} rows")
+        order = np.argsort(rows, kind="stable")
+        sorted_rows = rows[order]
+        breaks = np.nonzero(np.diff(sorted_rows) > 1)[0] + 1
+        out = np.empty([len(rows), self.shape[1]], self.dtype)
+        for run in np.split(np.arange(len(rows)), breaks):
+            first, last = int(sorted_rows[run[0]]), int(sorted_rows[run[-1]])
+            out[order[run]] = self.read(first, last - first + 1)[sorted_rows[run] - first]
+        return out

@@ -219,3 +219,46 @@ def test_manifest_dataset_reads_multilabel_targets(tmp_path):
     assert split.train.tasks[0].kind == "multilabel"
     np.testing.assert_array_equal(split.train.y, [[1, 0], [1, 1], [0, 1], [0, 0]])
     np.testing.assert_array_equal(split.test.y, [[1, 1], [0, 1]])
+
+
+def test_index_mode_memory_stays_well_below_the_dataset_size(tmp_path):
+    root = tmp_path / "long"
+    rng = np.random.default_rng(0)
+    for i in range(400):
+        signal = 0.3 * rng.standard_normal(64000).astype(np.float32)
+        path = root / ("a" if i % 2 else "b") / f"{i:03d}.wav"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        sf.write(path, signal, 16000, subtype="PCM_16")
+    raw = mt.features.Raw(sample_rate=16000, frame_length=400, hop_length=400)
+    mt.read(FolderReader(root), raw, cache=tmp_path / "c", n_jobs=2, progress=False)
+    size = next((tmp_path / "c").glob("*/*/features.npy")).stat().st_size
+    assert size > 95 * 2**20
+    script = textwrap.dedent(f"""
+        import json, numpy as np, psutil
+        import mtjax as mt
+        from mtjax.readers import FolderReader
+        mt.data.CHUNK_VALUES = 1 << 18          # 1 MiB chunks: memory follows the chunk size
+        raw = mt.features.Raw(sample_rate=16000, frame_length=400, hop_length=400)
+        rss = lambda: psutil.Process().memory_info().rss
+        def read(in_memory):
+            return mt.read(FolderReader({str(root)!r}), raw, cache={str(tmp_path / "c")!r},
+                           in_memory=in_memory, progress=False)
+        ds = read(False)
+        before, peak = rss(), 0
+        scaler = mt.data.fit_scaler(ds)
+        peak = max(peak, rss())
+        scaled = mt.data.scale(ds, scaler)
+        order = np.random.default_rng(0).permutation(len(ds))
+        for begin in range(0, len(ds), 4):  # shuffled batches of 1 MiB
+            scaled.x[order[begin : begin + 4]].sum()
+            peak = max(peak, rss())
+        lazy_growth = peak - before
+        dense = read(True)
+        print(json.dumps({{"lazy": lazy_growth, "dense": rss() - before,
+                           "mean": float(scaler.mean.mean())}}))
+    """)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         check=True)
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["dense"] > 0.8 * size  # the measurement sees a dataset loaded whole
+    assert result["lazy"] < 0.25 * size, result
