@@ -62,7 +62,9 @@ def main() -> None:
         def read(cache, **kw):
             return mt.read(reader, extraction, cache=Path(tmp) / cache, progress=False, **kw)
 
-        extract.warm_up()  # librosa's one-time start-up cost, paid by neither side
+        # librosa's one-time start-up (it loads much of itself on first use) is paid by
+        # neither side of the worker comparison, and by the first read as a user sees it.
+        warm_up_s, _ = timed(extract.warm_up)
         serial_s, _ = timed(lambda: read("serial", n_jobs=1))
         parallel_s, _ = timed(lambda: read("parallel", n_jobs=2))
         emit("extract_2_workers_vs_serial", serial_s / parallel_s, 1.8,
@@ -70,8 +72,9 @@ def main() -> None:
 
         hits = [timed(lambda: read("parallel", n_jobs=2))[0] for _ in range(3)]
         hit_s = float(np.median(hits))
-        emit("cache_hit_vs_first_read", parallel_s / hit_s, 50.0,
-             first_read_s=parallel_s, cache_hit_s=hit_s)
+        emit("cache_hit_vs_first_read", (warm_up_s + parallel_s) / hit_s, 50.0,
+             first_read_s=warm_up_s + parallel_s, cache_hit_s=hit_s,
+             ratio_without_start_up=round(parallel_s / hit_s, 2))
 
         dense = read("parallel")
         lazy = read("parallel", in_memory=False)

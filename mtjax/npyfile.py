@@ -93,6 +93,8 @@ class NpyRows:
         count = out.shape[0]
         if start < 0 or count < 0 or start + count > self.shape[0]:
             raise IndexError(f"rows {start}:{start + count} outside {self.shape[0]} rows")
+        if out.size == 0:
+            return
         view, done, size = memoryview(out).cast("B"), 0, out.nbytes
         fd, position = self._descriptor(), self._data_offset + start * self._row_bytes
         while done < size:

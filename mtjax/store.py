@@ -39,6 +39,7 @@ from mtjax.arrays import DiskArray, RaggedSource
 from mtjax.data import Split, TaskDataset, subset
 from mtjax.npyfile import NpyRows
 from mtjax.readers.base import Item, Reader, ReaderError
+from mtjax.tasks import LabelError, Task, task_slices
 
 log = logging.getLogger("mtjax")
 
@@ -363,23 +364,18 @@ def _dataset(reader, extraction, items, source: RaggedSource, in_memory, max_fra
     else:
         x = DiskArray.from_source(source, length)
     tasks = tuple(reader.tasks)
-    y = np.zeros([len(items), sum(t.n_columns for t in tasks)], np.float32)
-    has_task = np.zeros([len(items), len(tasks)], bool)
-    start = 0
-    for k, task in enumerate(tasks):
-        for n, item in enumerate(items):
-            if task.name in item.targets:
-                y[n, start : start + task.n_columns] = task.encode(item.targets[task.name])
-                has_task[n, k] = True
-        start += task.n_columns
-    group_names = [item.group if item.group is not None else f"\0{item.id}" for item in items]
-    _, groups = np.unique(np.array(group_names, dtype=object).astype(str), return_inverse=True)
+    y, has_task = targets(tasks, items, reader.name)
+    group_ids: dict[str, int] = {}
+    groups = [
+        group_ids.setdefault(item.id if item.group is None else f"group:{item.group}", len(group_ids))
+        for item in items
+    ]
     return TaskDataset(
         x=x,
         lengths=np.minimum(lengths, length).astype(np.int32),
         y=y,
         has_task=has_task,
-        groups=groups.astype(np.int32),
+        groups=np.asarray(groups, np.int32),
         folds=np.array([-1 if item.fold is None else item.fold for item in items], np.int32),
         clip=np.arange(len(items), dtype=np.int32),
         ids=np.array([item.id for item in items], dtype=str),
@@ -389,14 +385,47 @@ def _dataset(reader, extraction, items, source: RaggedSource, in_memory, max_fra
     )
 
 
+def targets(
+    tasks: Sequence[Task], items: Sequence[Item], name: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """Target columns and task mask of every item.
+
+    Returns:
+      y float32 [N, C] (columns of `tasks` in turn), has_task bool [N, K].
+
+    Raises:
+      LabelError naming the dataset, the item and the task's labels, for a label that
+      is not one of its task's.
+    """
+    y = np.zeros([len(items), sum(t.n_columns for t in tasks)], np.float32)
+    has_task = np.zeros([len(items), len(tasks)], bool)
+    for k, (task, columns) in enumerate(zip(tasks, task_slices(tasks).values())):
+        encoded: dict[tuple[str, ...], np.ndarray] = {}
+        for n, item in enumerate(items):
+            labels = item.targets.get(task.name)
+            if labels is None:
+                continue
+            labels = (labels,) if isinstance(labels, str) else tuple(labels)
+            if labels not in encoded:
+                try:
+                    encoded[labels] = task.encode(labels)
+                except LabelError as err:
+                    raise LabelError(f"dataset {name!r}, item {item.id!r} ({item.path}): {err}") from None
+            y[n, columns] = encoded[labels]
+            has_task[n, k] = True
+    return y, has_task
+
+
 def _padded(source: RaggedSource, length: int) -> np.ndarray:
     """float32 [N, length, F] in memory from ragged rows, zero-padded or cut."""
     lengths = source.lengths
-    n = len(lengths)
+    n, n_features = len(lengths), source.flat.shape[1]
+    if np.all(lengths == length):  # clips of one length: the flat array already is [N, T, F]
+        return np.asarray(source.flat, np.float32).reshape(n, length, n_features)
     frame = np.arange(length)[None, :]
     keep = frame < lengths[:, None]  # [N, length]
     source_rows = (source.offsets[:-1, None] + frame)[keep]
-    x = np.zeros([n, length, source.flat.shape[1]], np.float32)
+    x = np.zeros([n, length, n_features], np.float32)
     x[keep] = source.flat[source_rows]
     return x
 
