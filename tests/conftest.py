@@ -1,10 +1,21 @@
-"""Shared fixtures: seeded randomness and small audio written in the test."""
+"""Shared fixtures: seeded randomness and small audio written in the test.
+
+JAX runs with four CPU devices (so sharded code paths run here too) and with rank
+promotion disallowed, so a [B] array never broadcasts silently against a [B, K] one.
+"""
 
 from __future__ import annotations
 
-import numpy as np
-import pytest
-import soundfile as sf
+import os
+
+os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=4")
+
+import jax  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import soundfile as sf  # noqa: E402
+
+jax.config.update("jax_numpy_rank_promotion", "raise")
 
 
 @pytest.fixture
