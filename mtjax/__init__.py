@@ -2,6 +2,7 @@
 
 The pipeline, one module per stage:
   audio -> features -> readers -> store (read) -> data -> pipeline (splits)
+  -> batching -> models -> losses -> train (fit, evaluate) -> metrics
 
 Names are imported on first use, so worker processes that only extract features
 never import JAX.
@@ -30,8 +31,17 @@ _NAMES = {
     "windows": "mtjax.pipeline",
     "standardize": "mtjax.pipeline",
     "limit": "mtjax.pipeline",
+    # training
+    "fit": "mtjax.train",
+    "evaluate": "mtjax.train",
+    "predict": "mtjax.train",
+    "Trained": "mtjax.train",
 }
-_MODULES = ("audio", "features", "readers", "store", "arrays", "data", "pipeline", "demo", "tasks")
+_MODULES = (
+    "audio", "features", "readers", "extract", "store", "arrays", "npyfile", "tasks", "data",
+    "folds", "pipeline", "batching", "models", "losses", "train", "early_stopping", "metrics",
+    "report", "demo", "cli",
+)
 
 __all__ = sorted(_NAMES) + list(_MODULES)
 
