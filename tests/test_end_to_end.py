@@ -66,15 +66,18 @@ def test_index_mode_gives_the_same_folds(tmp_path):
 
 
 def test_demo_command_prints_the_summary_and_reuses_the_cache(tmp_path, capsys):
-    assert cli.main(["demo", "--out", str(tmp_path)]) == 0
+    assert cli.main(["demo", "--out", str(tmp_path), "--epochs", "2"]) == 0
     first = capsys.readouterr()
     for expected in ["commands", "sounds", "tagged", "word (multiclass, 6)",
                      "tags (multilabel, 5), loud (binary, 2)", "5 predefined folds",
                      "predefined split", "train 192 / validation 24 / test 24"]:
         assert expected in first.out, expected
     assert first.out.count("101x40") == 15  # 5 folds x 3 datasets, framed to the median
-    assert "extract commands" in first.err
-    assert cli.main(["demo", "--out", str(tmp_path)]) == 0
+    assert "extract commands" in first.err and "fit" in first.err  # progress bars
+    table = first.out[first.out.index("test metrics of fold 0"):]
+    for task in ["word", "category", "tags", "loud"]:
+        assert task in table
+    assert cli.main(["demo", "--out", str(tmp_path), "--epochs", "2"]) == 0
     second = capsys.readouterr()
     assert "extract" not in second.err  # everything came from the cache
     assert first.out.splitlines()[:20] == second.out.splitlines()[:20]
