@@ -278,7 +278,8 @@ def fit(
       epochs: the most epochs to train.
       batch_size: rows per step (B).
       optimizer: any Optax transformation; default AdamW (lr 1e-3, weight decay 1e-4)
-        with a 1-epoch linear warm-up and cosine decay over `epochs`.
+        with a linear warm-up (one epoch, at most a tenth of training) and cosine
+        decay over `epochs`.
       combine: a loss combiner (`mtjax.losses`) or a function `losses [K] -> scalar`;
         default `losses.sum()`.
       batches: a batch schedule `(key, data, batch_size) -> Batches`.
@@ -514,9 +515,10 @@ def _steps_per_epoch(batches, key, data, batch_size) -> int:
 
 
 def default_optimizer(epochs: int, steps_per_epoch: int) -> optax.GradientTransformation:
-    """AdamW, lr 1e-3 after a one-epoch linear warm-up, cosine decay to 1e-5 over training."""
+    """AdamW, lr 1e-3 after a linear warm-up (one epoch, at most a tenth of training),
+    then cosine decay to 1e-5."""
     total = max(epochs * steps_per_epoch, 2)
-    warmup = min(steps_per_epoch, total // 2)
+    warmup = max(1, min(steps_per_epoch, total // 10))
     schedule = optax.warmup_cosine_decay_schedule(0.0, 1e-3, warmup, total, end_value=1e-5)
     return optax.adamw(schedule, weight_decay=1e-4)
 
