@@ -264,6 +264,7 @@ def fit(
     seed: int = 0,
     validation_fraction: float = 0.1,
     progress: bool = True,
+    mesh: jax.sharding.Mesh | None = None,
 ) -> Trained:
     """Trains one shared model on every task of `train`.
 
@@ -292,6 +293,9 @@ def fit(
         validation carve-out) follows from it; the same seed gives the same parameters.
       validation_fraction: share of train carved out for validation when needed.
       progress: show a progress bar with per-task losses.
+      mesh: a device mesh with a "data" axis: batches are split along it, parameters
+        and data replicated (data parallelism; batch_size must divide evenly). None
+        runs on the default device.
 
     Returns:
       A `Trained` value. Its `history` has one record per epoch: {"epoch", "seconds",
@@ -339,14 +343,17 @@ def fit(
         comb_state=combiner.init(len(tasks)),
     )
 
+    place = Placement(mesh, batch_size)
+    state = place.replicated(state)
+
     # The step: the epoch as one scan on the device, steps dispatched one by one from
     # device-resident arrays, or batches gathered on the host (index mode).
     step = make_train_step(model, tasks, loss_fns, combiner)
     on_device = isinstance(train.x, np.ndarray) and train.x.nbytes <= DEVICE_BYTES
     if on_device:
-        arrays = (jnp.asarray(train.x), jnp.asarray(train.y), jnp.asarray(train.has_task))
+        arrays = place.replicated((train.x, train.y, train.has_task))
         first = batches(jax.random.fold_in(schedule_key, 0), train, batch_size)
-        example = (state, *arrays, jnp.asarray(first.index[0]), jnp.asarray(first.weight[0]),
+        example = (state, *arrays, place.rows(first.index[0]), place.rows(first.weight[0]),
                    run_key, jnp.int32(0))
         stepwise = scan_is_slow(indexed_step(step), *example)
         run_epoch = jax.jit(make_epoch(step), donate_argnums=0)
@@ -365,16 +372,19 @@ def fit(
         previous = state
         if on_device and stepwise:
             state, step_metrics = _stepwise_epoch(
-                run_indexed, _copy(state), arrays, planned, run_key, epoch
+                run_indexed, _copy(state), arrays, planned, run_key, epoch, place
             )
         elif on_device:
             state = _copy(state)  # the scan donates its input; keep the last good state
             state, step_metrics = run_epoch(
-                state, *arrays, jnp.asarray(planned.index), jnp.asarray(planned.weight),
+                state, *arrays, place.rows(planned.index, axis=1),
+                place.rows(planned.weight, axis=1),
                 run_key, jnp.int32(epoch),
             )
         else:
-            state, step_metrics = _host_epoch(run_step, _copy(state), train, planned, run_key, epoch)
+            state, step_metrics = _host_epoch(
+                run_step, _copy(state), train, planned, run_key, epoch, place
+            )
         record = {"epoch": epoch, "train": _train_summary(step_metrics, tasks)}
         bad = [n for n, v in record["train"]["tasks"].items() if not math.isfinite(v)]
         if bad or not math.isfinite(record["train"]["loss"]):
@@ -404,28 +414,57 @@ def fit(
 
 
 def _copy(tree):
-    return jax.tree.map(lambda a: jnp.array(a, copy=True) if isinstance(a, jax.Array) else a, tree)
+    return jax.tree.map(lambda a: a.copy() if isinstance(a, jax.Array) else a, tree)
 
 
-def _stepwise_epoch(run_indexed, state, arrays, planned, run_key, epoch):
+class Placement:
+    """Where arrays go: the default device, or a mesh with parameters and data replicated
+    and batch rows split along its "data" axis. Data parallelism is only this: the same
+    jitted step, other input shardings."""
+
+    def __init__(self, mesh: jax.sharding.Mesh | None, batch_size: int):
+        self.mesh = mesh
+        if mesh is not None:
+            if "data" not in mesh.axis_names:
+                raise ValueError(f"the mesh needs a 'data' axis, it has {mesh.axis_names}")
+            if batch_size % mesh.shape["data"]:
+                raise ValueError(
+                    f"batch_size {batch_size} does not split over {mesh.shape['data']} devices"
+                )
+
+    def replicated(self, tree):
+        if self.mesh is None:
+            return jax.tree.map(jnp.asarray, tree)
+        sharding = jax.sharding.NamedSharding(self.mesh, jax.sharding.PartitionSpec())
+        return jax.device_put(tree, sharding)
+
+    def rows(self, array, axis: int = 0):
+        if self.mesh is None:
+            return jnp.asarray(array)
+        spec = jax.sharding.PartitionSpec(*([None] * axis), "data")
+        return jax.device_put(array, jax.sharding.NamedSharding(self.mesh, spec))
+
+
+def _stepwise_epoch(run_indexed, state, arrays, planned, run_key, epoch, place: Placement):
     """Steps dispatched one by one (asynchronously) on device-resident arrays."""
-    index, weight = jnp.asarray(planned.index), jnp.asarray(planned.weight)
     collected = []
-    for s in range(index.shape[0]):
-        state, step_metrics = run_indexed(state, *arrays, index[s], weight[s], run_key,
-                                          jnp.int32(epoch))
+    for s in range(len(planned.index)):
+        state, step_metrics = run_indexed(
+            state, *arrays, place.rows(planned.index[s]), place.rows(planned.weight[s]),
+            run_key, jnp.int32(epoch),
+        )
         collected.append(step_metrics)
     return state, jax.tree.map(lambda *a: jnp.stack(a), *collected)
 
 
-def _host_epoch(run_step, state, data: MultiTaskData, planned, run_key, epoch):
+def _host_epoch(run_step, state, data: MultiTaskData, planned, run_key, epoch, place: Placement):
     """Steps fed from the host, the next batch gathered while the current one trains."""
 
     def gather(s: int) -> Batch:
         rows = planned.index[s]
         return Batch(
-            jnp.asarray(data.x[rows]), jnp.asarray(data.y[rows]),
-            jnp.asarray(data.has_task[rows]), jnp.asarray(planned.weight[s]),
+            place.rows(np.asarray(data.x[rows], np.float32)), place.rows(data.y[rows]),
+            place.rows(data.has_task[rows]), place.rows(planned.weight[s]),
         )
 
     collected = []
