@@ -56,9 +56,9 @@ class NpyRows:
     def __setstate__(self, state):
         self.__init__(state["path"])
 
-    def __del__(self):
-        if getattr(self, "_fd", None) is not None and self._pid == os.getpid():
-            os.close(self._fd)
+    def __del__(self, _getpid=os.getpid, _close=os.close):  # os may be gone at exit
+        if getattr(self, "_fd", None) is not None and self._pid == _getpid():
+            _close(self._fd)
 
     def _descriptor(self) -> int:
         if self._fd is None or self._pid != os.getpid():
