@@ -1,0 +1,283 @@
+"""Checkpoints: one Orbax checkpoint per epoch, the train state beside JSON metadata.
+
+A run's `checkpoints/` folder holds one step folder per saved epoch (the step number is
+the epoch). Each holds two items:
+
+  state/  the `TrainState` pytree (step, params, optimizer and combiner state,
+          batch statistics), written by Orbax's `StandardSave` as array files;
+  meta/   a JSON object: {"epoch", "history", "best_epoch", "seed",
+          "schedule_position", "config_hash"}, written by `JsonSave`.
+
+Nothing is pickled. Orbax writes a step into a temporary folder, marks it committed
+(`commit_success.txt`, and a commit time in `_CHECKPOINT_METADATA`) and renames it.
+`restore_latest` tries each epoch newest first and skips one that lacks both commit
+marks or whose files fail to read (truncated, deleted, corrupt: TensorStore and JSON
+report these), so a resume survives a damaged newest checkpoint.
+
+Usage, as `fit` does it:
+
+  manager = open_manager(run_dir / "checkpoints", max_to_keep=3)
+  found = restore_latest(manager, state)
+  ...
+  save(manager, epoch, state, meta)
+  close(manager)
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+from collections.abc import Callable, Mapping
+from typing import Any, Literal
+
+import jax
+import orbax.checkpoint as ocp
+
+log = logging.getLogger("mtjax")
+
+COMMIT_FILE = "commit_success.txt"  # orbax's commit mark in a finished step folder
+STEP_METADATA_FILE = "_CHECKPOINT_METADATA"  # orbax's JSON step metadata, with commit time
+STATE = "state"  # item name of the train state in each step folder
+META = "meta"  # item name of the JSON metadata in each step folder
+
+
+def open_manager(
+    directory: str | os.PathLike,
+    *,
+    max_to_keep: int | None = None,
+    keep_best: str | None = None,
+    best_mode: Literal["min", "max"] = "min",
+) -> ocp.CheckpointManager:
+    """A checkpoint manager for one run's checkpoint folder, created if absent.
+
+    Which epochs survive each save:
+
+    - `keep_best=None`: the newest `max_to_keep` (all of them when None).
+    - `keep_best="validation/loss"` (a metric path into the last record of
+      `meta["history"]`): the `max_to_keep` best epochs by that metric (1 when
+      `max_to_keep` is None), the lowest values for `best_mode="min"`, highest for "max",
+      plus always the newest epoch so a run can resume; so up to `max_to_keep + 1`.
+      An epoch whose record lacks the metric, or holds NaN, ranks worst.
+
+    Args:
+      directory: the checkpoint folder (a run's `checkpoints/`).
+      max_to_keep: how many epochs to keep, as above; None keeps all (with `keep_best`,
+        the single best plus the newest).
+      keep_best: metric path ("a/b" reads record["a"]["b"] or the flat key "a/b").
+      best_mode: "min" if lower values of `keep_best` are better, else "max".
+
+    Returns:
+      An `ocp.CheckpointManager`; pass it to `save`, `restore_latest`, `restore`,
+      `epochs` and `close`.
+    """
+    if best_mode not in ("min", "max"):
+        raise ValueError(f"best_mode must be 'min' or 'max', got {best_mode!r}")
+    if max_to_keep is not None and max_to_keep < 1:
+        raise ValueError(f"max_to_keep must be a positive int or None, got {max_to_keep!r}")
+    if keep_best is None:
+        options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True)
+    else:
+        best_fn = _metric_reader(keep_best, best_mode=best_mode)
+        options = ocp.CheckpointManagerOptions(
+            best_fn=best_fn,
+            best_mode=best_mode,
+            preservation_policy=_best_and_latest(best_fn, best_mode, max_to_keep or 1),
+            create=True,
+        )
+    return ocp.CheckpointManager(os.path.abspath(directory), options=options)
+
+
+def _best_and_latest(
+    best_fn: Callable[[Mapping[str, Any]], float], best_mode: str, n_best: int
+) -> ocp.checkpoint_managers.PreservationPolicy:
+    """Orbax preservation policy keeping the `n_best` best steps and the newest one.
+
+    Orbax's own `best_fn` with `max_to_keep` keeps the best only, and may delete the
+    newest step that a resume needs; this policy adds it back.
+    """
+    policies = ocp.checkpoint_managers
+    best = policies.BestN(
+        get_metric_fn=best_fn,
+        reverse=best_mode == "min",  # BestN keeps the tail of the sorted list
+        n=n_best,
+        keep_checkpoints_without_metrics=False,
+    )
+    return policies.AnyPreservationPolicy([best, policies.LatestN(n=1)])
+
+
+def _metric_reader(path: str, *, best_mode: str) -> Callable[[Mapping[str, Any]], float]:
+    """A `best_fn` reading `path` from saved metrics; missing or NaN ranks worst."""
+    worst = math.inf if best_mode == "min" else -math.inf
+
+    def best_fn(metrics: Mapping[str, Any]) -> float:
+        value = _lookup(metrics or {}, path)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return worst
+        return worst if math.isnan(value) else float(value)
+
+    return best_fn
+
+
+def _lookup(record: Mapping[str, Any], path: str) -> Any:
+    """`record[path]` if that flat key exists, else the nested walk over `path.split("/")`.
+
+    Returns None where the path leads nowhere.
+    """
+    if path in record:
+        return record[path]
+    value: Any = record
+    for part in path.split("/"):
+        if not isinstance(value, Mapping) or part not in value:
+            return None
+        value = value[part]
+    return value
+
+
+def _flat_metrics(record: Mapping[str, Any], prefix: str = "") -> dict[str, float]:
+    """The numbers of a (nested) history record as one flat {"a/b": float} dict."""
+    out: dict[str, float] = {}
+    for key, value in record.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            out.update(_flat_metrics(value, prefix=f"{name}/"))
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            out[name] = float(value)
+    return out
+
+
+def save(manager: ocp.CheckpointManager, epoch: int, state: Any, meta: dict) -> None:
+    """Saves `state` and `meta` as step `epoch` and waits until it is on disk.
+
+    Orbax writes into a temporary folder and renames it when complete, so a crash
+    leaves either the whole checkpoint or none. An existing checkpoint of the same
+    epoch (one `restore_latest` skipped as unreadable, say) is replaced, with a warning.
+    The last record of `meta["history"]` is also given to Orbax as the step's metrics,
+    which rank epochs when the manager has `keep_best`.
+
+    Args:
+      manager: from `open_manager`.
+      epoch: the epoch just finished; the step number on disk.
+      state: the train state pytree (arrays, NamedTuples, dicts; empty nodes allowed).
+      meta: JSON-serializable dict (lists, dicts, str, int, float, bool, None).
+    """
+    try:
+        json.dumps(meta)
+    except (TypeError, ValueError) as error:
+        raise TypeError(f"checkpoint metadata for epoch {epoch} is not JSON: {error}") from error
+    if epoch in manager.all_steps():
+        log.warning("replacing the existing checkpoint of epoch %d in %s", epoch, manager.directory)
+        manager.delete(epoch)
+    history = meta.get("history") or [{}]
+    last = history[-1] if isinstance(history[-1], Mapping) else {}
+    args = ocp.args.Composite(
+        **{STATE: ocp.args.StandardSave(state), META: ocp.args.JsonSave(meta)}
+    )
+    saved = manager.save(epoch, args=args, metrics=_flat_metrics(last), force=True)
+    manager.wait_until_finished()
+    if not saved:
+        raise RuntimeError(f"orbax did not save epoch {epoch} in {manager.directory}")
+
+
+def restore(manager: ocp.CheckpointManager, epoch: int, target: Any) -> tuple[Any, dict]:
+    """The state and metadata saved for `epoch`.
+
+    Args:
+      manager: from `open_manager`.
+      epoch: a saved epoch (see `epochs`).
+      target: a pytree of the saved structure, concrete arrays or
+        `jax.ShapeDtypeStruct`s; restored arrays take its dtypes and shardings.
+
+    Returns:
+      (state, meta): state with `target`'s structure, meta the JSON dict.
+
+    Raises:
+      FileNotFoundError: no checkpoint of `epoch`; the message lists the saved ones.
+      ValueError: its folder lacks orbax's commit marks (a copy cut short, say).
+    """
+    available = epochs(manager)
+    if epoch not in available:
+        raise FileNotFoundError(
+            f"no checkpoint of epoch {epoch} in {manager.directory}; saved epochs: {available}"
+        )
+    folder = _step_folder(manager, epoch)
+    if not _is_committed(folder):
+        raise ValueError(
+            f"checkpoint folder {folder} (epoch {epoch}) lacks orbax's commit marks "
+            f"({COMMIT_FILE}, commit_timestamp_nsecs in {STEP_METADATA_FILE})"
+        )
+    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
+    args = ocp.args.Composite(
+        **{STATE: ocp.args.StandardRestore(abstract), META: ocp.args.JsonRestore()}
+    )
+    restored = manager.restore(epoch, args=args)
+    return restored[STATE], restored[META]
+
+
+def restore_latest(manager: ocp.CheckpointManager, target: Any) -> tuple[Any, dict] | None:
+    """The newest checkpoint that restores cleanly, or None when there is none.
+
+    A newest checkpoint whose files fail to read (deleted, truncated, not JSON) is
+    skipped with a warning naming its folder, and the one before it is tried.
+
+    Args:
+      manager: from `open_manager`.
+      target: as for `restore`.
+
+    Returns:
+      (state, meta) of the newest readable epoch; None if no epoch is saved.
+
+    Raises:
+      RuntimeError: epochs are saved but none restores (also the case when `target`
+        does not match their structure), rather than silently starting over.
+    """
+    manager.reload()
+    saved = epochs(manager)
+    last_error: Exception | None = None
+    for epoch in reversed(saved):
+        try:
+            return restore(manager, epoch, target)
+        except Exception as error:  # noqa: BLE001 - any read failure makes it unusable
+            log.warning(
+                "checkpoint %s (epoch %d) does not restore, trying an earlier one: %s: %s",
+                _step_folder(manager, epoch),
+                epoch,
+                type(error).__name__,
+                error,
+            )
+            last_error = error
+    if saved:
+        raise RuntimeError(
+            f"none of the checkpoints in {manager.directory} restores (epochs {saved}); "
+            "see the warnings above"
+        ) from last_error
+    return None
+
+
+def _step_folder(manager: ocp.CheckpointManager, epoch: int) -> str:
+    """The folder holding `epoch`'s checkpoint, for messages."""
+    return os.path.join(os.fspath(manager.directory), str(epoch))
+
+
+def _is_committed(folder: str | os.PathLike) -> bool:
+    """Whether orbax finished writing `folder`: it holds `commit_success.txt`, or (older
+    orbax on local disks writes only this) its step metadata records a commit time."""
+    if os.path.exists(os.path.join(folder, COMMIT_FILE)):
+        return True
+    try:
+        with open(os.path.join(folder, STEP_METADATA_FILE)) as f:
+            return json.load(f).get("commit_timestamp_nsecs") is not None
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def epochs(manager: ocp.CheckpointManager) -> list[int]:
+    """The saved epochs, ascending."""
+    return sorted(manager.all_steps())
+
+
+def close(manager: ocp.CheckpointManager) -> None:
+    """Waits for pending writes, then releases the manager."""
+    manager.wait_until_finished()
+    manager.close()
