@@ -45,6 +45,11 @@ def _paths(record: dict, prefix: str = "") -> list[str]:
     return out
 
 
+def metric_mode(metric: str) -> str:
+    """"min" for a metric whose name ends in "loss", else "max"."""
+    return "min" if metric.rsplit("/", 1)[-1].endswith("loss") else "max"
+
+
 def patience(
     metric: str = "validation/loss",
     patience: int = 10,
@@ -67,7 +72,7 @@ def patience(
     if patience < 1:
         raise ValueError(f"patience must be >= 1, got {patience}")
     if mode == "auto":
-        mode = "min" if metric.rsplit("/", 1)[-1].endswith("loss") else "max"
+        mode = metric_mode(metric)
     if mode not in ("min", "max"):
         raise ValueError(f"mode must be 'min', 'max' or 'auto', got {mode!r}")
     sign = 1.0 if mode == "min" else -1.0

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import dataclasses
+import hashlib
 import inspect
 import logging
 import math
@@ -28,7 +29,7 @@ import optax
 from flax.training import train_state
 from tqdm.auto import tqdm
 
-from mtjax import batching, early_stopping, losses, metrics, models
+from mtjax import batching, early_stopping, losses, metrics, models, recording
 from mtjax.arrays import DiskArray
 from mtjax.data import MultiTaskData, TaskDataset, concat, subset
 from mtjax.folds import kfold
@@ -265,6 +266,8 @@ def fit(
     validation_fraction: float = 0.1,
     progress: bool = True,
     mesh: jax.sharding.Mesh | None = None,
+    run: Any = None,
+    max_to_keep: int | None = None,
 ) -> Trained:
     """Trains one shared model on every task of `train`.
 
@@ -293,6 +296,12 @@ def fit(
         validation carve-out) follows from it; the same seed gives the same parameters.
       validation_fraction: share of train carved out for validation when needed.
       progress: show a progress bar with per-task losses.
+      run: a `mtjax.runs.Run`: every epoch writes a checkpoint, TensorBoard events,
+        JSON reports and the history there, and plots at the end; a run that already
+        has checkpoints resumes after its last complete epoch and ends where an
+        uninterrupted run would. A run folder written with other settings is refused.
+      max_to_keep: checkpoints kept in the run (None: all); the best epoch by the
+        stopping metric is kept as well.
       mesh: a device mesh with a "data" axis: batches are split along it, parameters
         and data replicated (data parallelism; batch_size must divide evenly). None
         runs on the default device.
@@ -341,7 +350,21 @@ def fit(
         tx=tx,
         batch_stats=variables.get("batch_stats", {}),
         comb_state=combiner.init(len(tasks)),
-    )
+    ).replace(step=jnp.int32(0))
+
+    # Restore from the run's last complete epoch.
+    history: list[dict] = []
+    recorder = None
+    if run is not None:
+        config = run_config(model, train, epochs=epochs, batch_size=batch_size, seed=seed,
+                            combine=combine, batches=batches, optimizer=optimizer,
+                            validation_fraction=validation_fraction)
+        recorder = recording.Recorder.open(run, config, tasks, max_to_keep=max_to_keep,
+                                      keep_best=getattr(rule, "metric", None))
+        restored = recorder.restore(state)
+        if restored is not None:
+            state, history = restored
+            log.info("%s: resuming after epoch %d", run.path, len(history) - 1)
 
     place = Placement(mesh, batch_size)
     state = place.replicated(state)
@@ -362,9 +385,11 @@ def fit(
         run_step = jax.jit(step, donate_argnums=0)
 
     # Loop.
-    history: list[dict] = []
     best = None
-    bar = tqdm(range(epochs), desc="fit", unit="epoch", disable=not progress)
+    conflicts = jax.jit(make_conflicts(model, tasks, loss_fns)) if recorder else None
+    done = bool(history) and rule(history).stop
+    bar = tqdm(range(len(history), 0 if done else epochs), desc="fit", unit="epoch",
+               initial=len(history), total=epochs, disable=not progress)
     for epoch in bar:
         started = time.perf_counter()
         planned = batches(jax.random.fold_in(schedule_key, epoch), train, batch_size)
@@ -395,22 +420,138 @@ def fit(
                 last_good if history else None,
             )
         current = _trained(model, tasks, state, history, epoch, loss_fns)
+        reports = {}
         for name, part in (("validation", validation), ("test", test)):
             if part is not None:
-                record[name] = epoch_summary(evaluate(current, part), tasks)
+                reports[name] = evaluate(current, part)
+                record[name] = epoch_summary(reports[name], tasks)
         record["seconds"] = time.perf_counter() - started
         history.append(record)
         decision = rule(history)
         if decision.best_epoch == epoch:
             best = (state.params["model"], state.batch_stats)
+        if recorder is not None:
+            probe = _probe_batch(train, planned, place)
+            recorder.epoch(
+                epoch, state, history, reports,
+                learning_rate=_learning_rate(state, tx, optimizer, epochs, steps_per_epoch),
+                conflicts=_pairs(tasks, conflicts(state.params["model"], state.batch_stats,
+                                                  probe)),
+            )
         bar.set_postfix(_postfix(record))
         if decision.stop:
             break
     bar.close()
     decision = rule(history)
-    if best is not None and decision.best_epoch != len(history) - 1:
-        state = state.replace(params={**state.params, "model": best[0]}, batch_stats=best[1])
+    if decision.best_epoch != len(history) - 1:
+        if best is not None:
+            state = state.replace(params={**state.params, "model": best[0]}, batch_stats=best[1])
+        elif recorder is not None:  # trained before a resume: the best is on disk
+            state = recorder.restore_epoch(state, decision.best_epoch)
+    if recorder is not None:
+        recorder.close(history)
     return _trained(model, tasks, state, history, decision.best_epoch, loss_fns)
+
+
+def make_conflicts(model: nn.Module, tasks: Sequence[Task], loss_fns: Sequence[Callable]):
+    """`conflicts(params, batch_stats, batch) -> [K, K]`: the cosine similarity between
+    every pair of task gradients on one batch (1 on the diagonal; 0 for absent tasks)."""
+    forward = make_forward(model)
+
+    def run(params, batch_stats, batch: Batch):
+        def task_losses(params):
+            logits, _ = forward(params, batch_stats, batch.x, False, jax.random.key(0))
+            return losses.task_losses(
+                logits, batch.y, batch.has_task, batch.weight, tasks, loss_fns
+            )[0]
+
+        losses_K, vjp = jax.vjp(task_losses, params)
+        (grads_K,) = jax.vmap(vjp)(jnp.eye(len(tasks), dtype=losses_K.dtype))
+        gram = losses.gram(grads_K)
+        norms = jnp.sqrt(jnp.maximum(jnp.diagonal(gram), 1e-30))
+        return gram / (norms[:, None] * norms[None, :])
+
+    return run
+
+
+def _pairs(tasks: Sequence[Task], cosines) -> dict[tuple[str, str], float]:
+    cosines = np.asarray(cosines)
+    return {
+        (a.name, b.name): float(cosines[i, j])
+        for i, a in enumerate(tasks)
+        for j, b in enumerate(tasks)
+        if i < j
+    }
+
+
+def _probe_batch(data: MultiTaskData, planned, place: Placement) -> Batch:
+    """The epoch's first batch, for the gradient-conflict measurement."""
+    rows = planned.index[0]
+    return Batch(place.rows(np.asarray(data.x[rows], np.float32)), place.rows(data.y[rows]),
+                 place.rows(data.has_task[rows]), place.rows(planned.weight[0]))
+
+
+def _learning_rate(state, tx, optimizer, epochs: int, steps_per_epoch: int) -> float | None:
+    """The learning rate at the state's step: known for the default optimizer and for
+    optimizers wrapped in `optax.inject_hyperparams`; None otherwise."""
+    if optimizer is None:
+        total = max(epochs * steps_per_epoch, 2)
+        warmup = max(1, min(steps_per_epoch, total // 10))
+        schedule = optax.warmup_cosine_decay_schedule(0.0, 1e-3, warmup, total, end_value=1e-5)
+        return float(schedule(int(state.step)))
+    for leaf in jax.tree.leaves(state.opt_state, is_leaf=lambda x: hasattr(x, "hyperparams")):
+        if hasattr(leaf, "hyperparams") and "learning_rate" in leaf.hyperparams:
+            return float(leaf.hyperparams["learning_rate"])
+    return None
+
+
+def run_config(model: nn.Module, data: MultiTaskData, **settings) -> dict:
+    """What a run folder records about a training run, as JSON values.
+
+    `resume_key` holds the parts that must match for a resume to end where an
+    uninterrupted run would: the model and its settings, the tasks, the data's shape and
+    row ids, and the training settings.
+    """
+    model_fields = {
+        f.name: _jsonable(getattr(model, f.name))
+        for f in dataclasses.fields(model)
+        if f.name not in ("parent", "name")
+    }
+    described = {k: _describe(v) for k, v in settings.items()}
+    ids_hash = hashlib.sha256("\n".join(map(str, data.ids)).encode()).hexdigest()[:16]
+    key = {"model": type(model).__name__, "model_settings": model_fields, **described,
+           "rows": len(data), "x_shape": list(data.x.shape[1:]), "ids": ids_hash}
+    return {
+        "model": {"name": type(model).__name__, "module": type(model).__module__,
+                  **model_fields},
+        "tasks": [t.to_json() for t in data.tasks],
+        "datasets": list(data.datasets),
+        "extraction": data.extraction,
+        **described,
+        "resume_key": key,
+    }
+
+
+def _jsonable(value):
+    if isinstance(value, Task):
+        return value.to_json()
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return _describe(value)
+
+
+def _describe(value) -> Any:
+    """A JSON description of a setting: plain values as they are, functions by name."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    name = getattr(value, "__qualname__", None) or getattr(value, "__name__", None)
+    if name is not None:
+        return f"{getattr(value, '__module__', '?')}.{name}"
+    return type(value).__name__
 
 
 def _copy(tree):

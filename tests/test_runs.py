@@ -1,0 +1,427 @@
+"""Run folders: JSON round trips, TensorBoard read-back, plots, comparison, unwritable roots.
+
+Histories and reports are made by hand (no training). Numbers are dyadic fractions, exact in
+float32 and float64, so TensorBoard values and means/stds compare with ==.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+
+import matplotlib.image
+import numpy as np
+import pytest
+
+from mtjax import metrics, runs
+from mtjax.runs import Run
+from mtjax.tasks import Task
+
+SEX = Task("sex", ("f", "m"), "binary")
+GENRE = Task("genre", ("jazz", "rock", "pop"), "multiclass")
+TAGS = Task("tags", ("bird", "car", "rain"), "multilabel")
+TASKS = (SEX, GENRE, TAGS)
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def reports_of(epoch: int) -> dict[str, dict]:
+    """Real `task_report`s of small hand-made predictions, with a loss."""
+    shift = 0.1 * epoch
+    sex = metrics.task_report(SEX, np.array([[0.0], [1.0], [1.0], [0.0]]),
+                              np.array([[0.2], [0.7], [0.4 + shift], [0.1]]))
+    genre = metrics.task_report(
+        GENRE, np.eye(3)[[0, 1, 2, 1]],
+        np.array([[0.8, 0.1, 0.1], [0.2, 0.7, 0.1], [0.5, 0.2, 0.3 + shift], [0.3, 0.6, 0.1]]),
+    )
+    tags = metrics.task_report(
+        TAGS, np.array([[1.0, 0.0, 1.0], [0.0, 1.0, 0.0], [1.0, 1.0, 0.0]]),
+        np.array([[0.9, 0.2, 0.4 + shift], [0.1, 0.8, 0.3], [0.6, 0.4, 0.2]]),
+    )
+    losses = {"sex": 0.5, "genre": 0.75, "tags": 0.25}
+    return {name: {**r, "loss": losses[name] - epoch / 16}
+            for name, r in (("sex", sex), ("genre", genre), ("tags", tags))}
+
+
+def record(epoch: int) -> dict:
+    """One history record in `fit`'s form, every number a dyadic fraction."""
+    e = epoch / 8
+
+    def split(offset: float) -> dict:
+        entries = {
+            "sex": {"loss": 0.5 - e + offset, "accuracy": 0.5 + e, "macro_f1": 0.375 + e},
+            "genre": {"loss": 0.75 - e + offset, "accuracy": 0.25 + e, "macro_f1": 0.125 + e},
+            "tags": {"loss": 0.25 - e / 2 + offset, "micro_f1": 0.625 + e, "macro_f1": 0.5 + e},
+        }
+        return {"loss": 1.5 - 2 * e + offset, "score": 0.5 + e, **entries}
+
+    return {
+        "epoch": epoch,
+        "seconds": 1.25,
+        "train": {
+            "loss": 2.0 - e,
+            "tasks": {"sex": 0.5 - e, "genre": 1.0 - e, "tags": 0.5 - e / 2},
+            "weights": {"sex": 1.0, "genre": 0.5 + e, "tags": 0.25},
+        },
+        "validation": split(0.0625),
+        "test": split(0.125),
+    }
+
+
+HISTORY = [record(e) for e in range(3)]
+
+
+def no_temporaries(folder: Path) -> bool:
+    return not [p for p in folder.rglob("*") if p.name.endswith(".tmp")]
+
+
+# The run value and JSON files.
+
+
+def test_run_is_a_frozen_value_of_paths(tmp_path):
+    run = Run(tmp_path, "exp/fold0")
+    assert run.path == tmp_path / "exp" / "fold0"
+    assert (run.events, run.reports, run.plots, run.checkpoints) == tuple(
+        run.path / part for part in ("events", "reports", "plots", "checkpoints")
+    )
+    assert Run(str(tmp_path), "exp/fold0") == run and Run.at(run.path).path == run.path
+    assert not run.path.exists()  # nothing is made until written
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        run.name = "other"
+    for bad in ("", ".", "../up", "/abs"):
+        with pytest.raises(ValueError, match="run name"):
+            Run(tmp_path, bad)
+
+
+def test_config_and_history_round_trip_atomically(tmp_path):
+    run = Run(tmp_path, "a")
+    config = {"tasks": ["sex", "genre"], "group": "mt", "fold": 1, "lr": 0.001,
+              "model": {"name": "cnn", "widths": [16, 32]}, "early_stop": None}
+    assert runs.write_config(run, config) == run.path / "config.json"
+    assert runs.read_config(run) == config
+    runs.write_config(run, {**config, "fold": 2})  # replaced, not appended
+    assert runs.read_config(run)["fold"] == 2
+    runs.write_history(run, HISTORY)
+    assert runs.read_history(run) == HISTORY
+    assert no_temporaries(run.path)
+
+
+def test_config_is_json_only_and_a_failed_write_leaves_the_old_file(tmp_path):
+    run = Run(tmp_path, "a")
+    runs.write_config(run, {"tasks": ["sex"]})
+    with pytest.raises(TypeError, match="only JSON values"):
+        runs.write_config(run, {"tasks": ["sex"], "array": np.zeros(2)})
+    assert runs.read_config(run) == {"tasks": ["sex"]}
+    assert no_temporaries(run.path)
+
+
+def test_reading_what_is_not_there_names_the_file(tmp_path):
+    run = Run(tmp_path, "empty")
+    with pytest.raises(FileNotFoundError, match=str(run.path / "config.json")):
+        runs.read_config(run)
+    with pytest.raises(FileNotFoundError, match=str(run.path / "history.json")):
+        runs.read_history(run)
+    run.path.mkdir()
+    (run.path / "config.json").write_text("{not json")
+    with pytest.raises(ValueError, match="not valid JSON"):
+        runs.read_config(run)
+
+
+def test_reports_round_trip_per_epoch_split_and_task(tmp_path):
+    run = Run(tmp_path, "a")
+    assert runs.report_epochs(run) == []
+    for epoch in range(3):
+        for split in ("validation", "test"):
+            folder = runs.write_reports(run, epoch, split, reports_of(epoch))
+            assert folder == run.reports / f"epoch_{epoch:03d}" / split
+    assert sorted(p.name for p in (run.reports / "epoch_001" / "test").iterdir()) == [
+        "genre.json", "sex.json", "tags.json"]
+    assert runs.report_epochs(run) == [0, 1, 2]
+    assert runs.report_splits(run, 1) == ["test", "validation"]
+    for epoch in range(3):
+        assert runs.read_reports(run, epoch, "test") == reports_of(epoch)
+    assert reports_of(1) != reports_of(2)
+    with pytest.raises(FileNotFoundError, match=r"epochs with reports: \[0, 1, 2\]"):
+        runs.read_reports(run, 7, "test")
+    with pytest.raises(ValueError, match="task name 'a/b'"):
+        runs.write_reports(run, 0, "test", {"a/b": {}})
+    assert no_temporaries(run.path)
+
+
+# TensorBoard.
+
+
+def expected_scalars(epoch: int) -> dict[str, float]:
+    """Tag -> value of `record(epoch)`, written out by hand."""
+    r = record(epoch)
+    out = {"train/loss": r["train"]["loss"], "train/learning_rate": 0.001 * (epoch + 1),
+           "train/conflict/sex/genre": -0.25, "train/conflict/sex/tags": 0.5,
+           "train/conflict/genre/tags": 0.125 * epoch}
+    for name in ("sex", "genre", "tags"):
+        out[f"train/{name}/loss"] = r["train"]["tasks"][name]
+        out[f"train/weights/{name}"] = r["train"]["weights"][name]
+    for split in ("validation", "test"):
+        out[f"{split}/loss"] = r[split]["loss"]
+        out[f"{split}/score"] = r[split]["score"]
+        for name, headline in (("sex", "accuracy"), ("genre", "accuracy"), ("tags", "micro_f1")):
+            for metric in ("loss", headline, "macro_f1"):
+                out[f"{split}/{name}/{metric}"] = r[split][name][metric]
+    return out
+
+
+def test_tensorboard_events_read_back_with_tensorboards_reader(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run = Run(tmp_path, "a")
+    writer = runs.open_events(run)
+    for epoch in range(3):
+        conflicts = {("sex", "genre"): -0.25, ("sex", "tags"): 0.5,
+                     ("genre", "tags"): 0.125 * epoch}
+        reports = {"validation": reports_of(epoch), "test": reports_of(epoch)}
+        runs.log_epoch(writer, record(epoch), TASKS, reports, lr=0.001 * (epoch + 1),
+                       conflicts=conflicts)
+    runs.close_events(writer)
+
+    events = EventAccumulator(str(run.events), size_guidance={"scalars": 0, "images": 0})
+    events.Reload()
+    tags = events.Tags()
+    assert sorted(tags["scalars"]) == sorted(expected_scalars(0))
+    assert {"validation/tags/micro_f1", "test/sex/accuracy", "train/conflict/sex/genre",
+            "train/weights/genre", "train/learning_rate", "test/loss"} <= set(tags["scalars"])
+    assert "test/tags/accuracy" not in tags["scalars"]
+    for tag in tags["scalars"]:
+        got = [(e.step, e.value) for e in events.Scalars(tag)]
+        want = [(epoch, expected_scalars(epoch)[tag]) for epoch in range(3)]
+        assert [s for s, _ in got] == [0, 1, 2], tag
+        np.testing.assert_array_equal([v for _, v in got],
+                                      np.float32([v for _, v in want]), err_msg=tag)
+    image_tags = [f"{s}/{t.name}/confusion" for s in ("validation", "test") for t in TASKS]
+    assert sorted(tags["images"]) == sorted(image_tags)
+    for tag in image_tags:
+        images = events.Images(tag)
+        assert [i.step for i in images] == [0, 1, 2]
+        for image in images:
+            assert image.width > 0 and image.height > 0
+            assert image.encoded_image_string.startswith(PNG)
+
+
+def test_a_resumed_run_adds_a_file_and_hides_the_redone_epochs(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run = Run(tmp_path, "a")
+    writer = runs.open_events(run)
+    for epoch in range(3):  # interrupted after logging epoch 2, its checkpoint lost
+        runs.log_epoch(writer, record(epoch), TASKS)
+    runs.close_events(writer)
+    writer = runs.open_events(run, purge_step=2)  # resumed within the same second
+    redone = {**record(2), "train": {**record(2)["train"], "loss": 0.5}}
+    runs.log_epoch(writer, redone, TASKS)
+    runs.close_events(writer)
+
+    assert len(list(run.events.iterdir())) == 2
+    events = EventAccumulator(str(run.events), size_guidance={"scalars": 0})
+    events.Reload()
+    assert [(e.step, e.value) for e in events.Scalars("train/loss")] == [
+        (0, 2.0), (1, 1.875), (2, 0.5)]
+
+
+def test_scalar_tags_are_the_ones_tensorboard_stores():
+    odd = Task("speech commands", ("no", "yes"), "binary")
+    rec = {"epoch": 0, "train": {"loss": 1.0, "tasks": {odd.name: 0.5}, "weights": {}}}
+    tags = runs.scalars(rec, (odd, SEX), conflicts={(odd.name, "sex"): 0.25})
+    assert tags == {"train/loss": 1.0, "train/speech_commands/loss": 0.5,
+                    "train/conflict/speech_commands/sex": 0.25}
+
+
+# Plots.
+
+
+def test_plots_are_valid_pngs(tmp_path):
+    run = Run(tmp_path, "a")
+    reports = {"validation": reports_of(2), "test": reports_of(2)}
+    paths = runs.write_plots(run, HISTORY, TASKS, reports)
+    names = {"learning_curves.png", "scores.png", "weights.png"} | {
+        f"confusion_{s}_{t.name}.png" for s in ("validation", "test") for t in TASKS}
+    assert {p.name for p in paths} == names
+    assert {p.name for p in run.plots.iterdir()} == names
+    for path in paths:
+        assert path.read_bytes()[:8] == PNG
+        pixels = matplotlib.image.imread(path)
+        assert pixels.ndim == 3 and pixels.shape[0] > 0 and pixels.shape[1] > 0
+
+
+def test_plots_cope_with_missing_splits(tmp_path):
+    history = [{k: v for k, v in record(e).items() if k != "test"} for e in range(2)]
+    paths = runs.write_plots(Run(tmp_path, "a"), history, (SEX,))
+    assert all(p.read_bytes()[:8] == PNG for p in paths)
+
+
+# Comparison.
+
+
+def history_of(n: int, **values: list[float]) -> list[dict]:
+    """n records holding `split/task/metric=[one value per epoch]` (underscored keys)."""
+    out = [{"epoch": e, "train": {"loss": 1.0, "tasks": {}, "weights": {}}} for e in range(n)]
+    for key, series in values.items():
+        split, task, metric = key.split("__")
+        for r, v in zip(out, series):
+            r.setdefault(split, {}).setdefault(task, {})[metric] = v
+    return out
+
+
+def make_run(root: Path, name: str, history: list[dict], **config) -> Run:
+    run = Run(root, name)
+    runs.write_config(run, config)
+    runs.write_history(run, history)
+    return run
+
+
+def row(comparison, group, task, metric) -> dict:
+    (found,) = [r for r in comparison.rows
+                if (r["group"], r["task"], r["metric"]) == (group, task, metric)]
+    return found
+
+
+def test_folds_of_a_group_give_mean_and_std_at_the_validation_best_epoch(tmp_path):
+    fold0 = history_of(
+        3,
+        validation__sex__accuracy=[0.5, 0.75, 0.625], test__sex__accuracy=[0.25, 0.5, 0.75],
+        validation__sex__loss=[1.0, 0.5, 0.75], test__sex__loss=[1.0, 0.75, 0.5],
+        validation__sex__macro_f1=[0.5, 0.5, 0.5], test__sex__macro_f1=[0.5, 0.25, 0.5],
+    )
+    fold1 = history_of(
+        3,
+        validation__sex__accuracy=[0.75, 0.5, 0.5], test__sex__accuracy=[1.0, 0.25, 0.5],
+        validation__sex__loss=[0.75, 1.0, 0.25], test__sex__loss=[0.5, 1.0, 0.25],
+        validation__sex__macro_f1=[0.25, 0.5, 0.5], test__sex__macro_f1=[0.5, 0.75, 0.5],
+    )
+    a = make_run(tmp_path, "mt-0", fold0, tasks=["sex"], group="mt", fold=0)
+    b = make_run(tmp_path, "mt-1", fold1, tasks=["sex"], group="mt", fold=1)
+    comparison = runs.compare([a, b])
+
+    assert [(r["task"], r["metric"]) for r in comparison.rows] == [
+        ("sex", "loss"), ("sex", "accuracy"), ("sex", "macro_f1")]
+    accuracy = row(comparison, "mt", "sex", "accuracy")
+    assert accuracy["best_epochs"] == [1, 0]  # chosen on validation, not on test
+    assert (accuracy["best"], accuracy["best_std"]) == (0.75, 0.25)  # test 0.5 and 1.0
+    assert (accuracy["last"], accuracy["last_std"]) == (0.625, 0.125)  # 0.75 and 0.5
+    assert accuracy["n"] == 2 and accuracy["folds"] == [0, 1]
+    loss = row(comparison, "mt", "sex", "loss")  # lowest validation loss: epochs 1 and 2
+    assert loss["best_epochs"] == [1, 2]
+    assert (loss["best"], loss["best_std"]) == (0.5, 0.25)  # 0.75 and 0.25
+    f1 = row(comparison, "mt", "sex", "macro_f1")  # ties go to the first epoch
+    assert f1["best_epochs"] == [0, 1] and (f1["best"], f1["best_std"]) == (0.625, 0.125)
+    assert "0.7500 ± 0.2500" in comparison.text and "0.6250 ± 0.1250" in comparison.text
+
+    on_validation = row(runs.compare([a, b], split="validation"), "mt", "sex", "accuracy")
+    assert (on_validation["best"], on_validation["best_std"]) == (0.75, 0.0)
+
+
+def test_multi_task_against_single_task_per_task(tmp_path):
+    mt = make_run(tmp_path, "mt", history_of(
+        2,
+        test__sex__loss=[0.5, 0.25], test__sex__accuracy=[0.5, 0.75],
+        test__sex__macro_f1=[0.5, 0.625],
+        test__tags__loss=[0.75, 0.5], test__tags__micro_f1=[0.25, 0.5],
+        test__tags__macro_f1=[0.125, 0.25],
+    ), tasks=["sex", "tags"])
+    st_sex = make_run(tmp_path, "st-sex", history_of(
+        2, test__sex__loss=[0.75, 0.5], test__sex__accuracy=[0.625, 0.5],
+        test__sex__macro_f1=[0.5, 0.5],
+    ), tasks=["sex"])
+    st_tags = make_run(tmp_path, "st-tags", history_of(
+        2, test__tags__loss=[0.5, 0.25], test__tags__micro_f1=[0.375, 0.75],
+        test__tags__macro_f1=[0.5, 0.25],
+    ), tasks=["tags"])
+    comparison = runs.compare([mt, st_sex, st_tags])
+
+    versus = {(v["task"], v["metric"]): v for v in comparison.versus}
+    assert sorted(versus) == [("sex", "accuracy"), ("sex", "loss"), ("sex", "macro_f1"),
+                              ("tags", "loss"), ("tags", "macro_f1"), ("tags", "micro_f1")]
+    sex = versus["sex", "accuracy"]  # no validation: best epoch chosen on test itself
+    assert (sex["multi"], sex["single"]) == ("mt", "st-sex")
+    assert (sex["multi_best"], sex["single_best"], sex["best_difference"]) == (0.75, 0.625, 0.125)
+    assert (sex["multi_last"], sex["single_last"], sex["last_difference"]) == (0.75, 0.5, 0.25)
+    assert versus["sex", "loss"]["best_difference"] == 0.25 - 0.5
+    tags = versus["tags", "micro_f1"]
+    assert (tags["multi_best"], tags["single_best"], tags["best_difference"]) == (0.5, 0.75, -0.25)
+    assert versus["tags", "macro_f1"]["best_difference"] == 0.25 - 0.5
+    assert row(comparison, "mt", "tags", "micro_f1")["multi_task"] is True
+    assert row(comparison, "st-tags", "tags", "micro_f1")["multi_task"] is False
+
+    lines = comparison.text.splitlines()
+    (line,) = [s for s in lines if s.split()[:4] == ["sex", "accuracy", "mt", "st-sex"]]
+    assert line.split()[4:] == ["0.7500", "0.6250", "+0.1250", "0.7500", "0.5000", "+0.2500"]
+    (line,) = [s for s in lines if s.split()[:2] == ["tags", "micro_f1"]]
+    assert "-0.2500" in line.split()
+
+    path = runs.compare_plot(comparison, tmp_path / "out" / "comparison.png")
+    assert path.read_bytes()[:8] == PNG
+    assert matplotlib.image.imread(path).shape[0] > 0
+
+
+def test_folds_against_single_task_folds_carry_their_spread(tmp_path):
+    def fold(values, **config):
+        return make_run(tmp_path, f"{config['group']}-{config['fold']}", history_of(
+            1, test__sex__accuracy=[values], test__sex__loss=[0.5], test__sex__macro_f1=[0.5],
+        ), **config)
+
+    members = [fold(0.5, tasks=["sex", "genre"], group="mt", fold=0),
+               fold(1.0, tasks=["sex", "genre"], group="mt", fold=1),
+               fold(0.5, tasks=["sex"], group="st", fold=0),
+               fold(0.75, tasks=["sex"], group="st", fold=1)]
+    comparison = runs.compare(members)
+    (v,) = [v for v in comparison.versus if (v["task"], v["metric"]) == ("sex", "accuracy")]
+    assert (v["multi_best"], v["multi_best_std"], v["single_best"], v["single_best_std"]) == (
+        0.75, 0.25, 0.625, 0.125)
+    assert v["best_difference"] == 0.125
+    assert "0.7500 ± 0.2500" in comparison.text and "+0.1250" in comparison.text
+
+
+def test_compare_refuses_inconsistent_groups(tmp_path):
+    history = history_of(1, test__sex__accuracy=[0.5])
+    a = make_run(tmp_path, "a", history, tasks=["sex"], group="g", fold=0)
+    b = make_run(tmp_path, "b", history, tasks=["sex", "genre"], group="g", fold=1)
+    c = make_run(tmp_path, "c", history, tasks=["sex"], group="g", fold=0)
+    with pytest.raises(ValueError, match="share group 'g' but not their tasks"):
+        runs.compare([a, b])
+    with pytest.raises(ValueError, match="fold 0 twice"):
+        runs.compare([a, c])
+    with pytest.raises(ValueError, match="no 'tasks'"):
+        runs.compare([make_run(tmp_path, "d", history)])
+
+
+# Unwritable roots.
+
+WRITERS = {
+    "config": lambda run: runs.write_config(run, {"tasks": ["sex"]}),
+    "history": lambda run: runs.write_history(run, HISTORY),
+    "reports": lambda run: runs.write_reports(run, 0, "test", reports_of(0)),
+    "events": runs.open_events,
+    "plots": lambda run: runs.write_plots(run, HISTORY, TASKS),
+}
+
+
+@pytest.mark.parametrize("what", sorted(WRITERS))
+def test_a_read_only_root_is_an_error_naming_the_folder(tmp_path, what):
+    root = tmp_path / "read-only"
+    root.mkdir()
+    root.chmod(0o555)
+    try:
+        if os.access(root, os.W_OK):
+            pytest.skip("chmod does not stop this user (root) from writing")
+        with pytest.raises(PermissionError, match=str(root / "run")) as error:
+            WRITERS[what](Run(root, "run"))
+        assert f"nearest existing: {root}" in str(error.value)
+        assert list(root.iterdir()) == []
+    finally:
+        root.chmod(0o755)
+
+
+@pytest.mark.parametrize("what", sorted(WRITERS))
+def test_a_root_that_is_a_file_is_an_error_naming_the_folder(tmp_path, what):
+    root = tmp_path / "not-a-folder"
+    root.write_text("a file")
+    with pytest.raises(OSError, match=str(root / "run")) as error:
+        WRITERS[what](Run(root, "run"))
+    assert f"nearest existing: {root}" in str(error.value)
