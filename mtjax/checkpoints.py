@@ -281,3 +281,21 @@ def close(manager: ocp.CheckpointManager) -> None:
     """Waits for pending writes, then releases the manager."""
     manager.wait_until_finished()
     manager.close()
+
+
+def restore_arrays(manager: ocp.CheckpointManager, epoch: int) -> tuple[dict, dict]:
+    """(state as nested dicts of arrays, meta) of one epoch, without a target tree.
+
+    For reading a run's parameters back when its optimizer is not at hand (evaluating a
+    saved run): keys "params" ({"model", "combiner"}), "batch_stats", "opt_state", ...
+    """
+    saved = epochs(manager)
+    if epoch not in saved:
+        raise FileNotFoundError(
+            f"no checkpoint of epoch {epoch} in {manager.directory}; saved epochs: {saved}"
+        )
+    out = manager.restore(
+        epoch,
+        args=ocp.args.Composite(state=ocp.args.StandardRestore(), meta=ocp.args.JsonRestore()),
+    )
+    return out["state"], out["meta"]

@@ -14,6 +14,7 @@ from __future__ import annotations
 import concurrent.futures as cf
 import dataclasses
 import hashlib
+import importlib
 import inspect
 import logging
 import math
@@ -29,7 +30,7 @@ import optax
 from flax.training import train_state
 from tqdm.auto import tqdm
 
-from mtjax import batching, early_stopping, losses, metrics, models, recording
+from mtjax import batching, checkpoints, early_stopping, losses, metrics, models, recording, runs
 from mtjax.arrays import DiskArray
 from mtjax.data import MultiTaskData, TaskDataset, concat, subset
 from mtjax.folds import kfold
@@ -793,20 +794,39 @@ def _predictor(trained: Trained):
 
 
 def evaluate(
-    trained: Trained,
+    trained: Trained | runs.Run,
     data: MultiTaskData | TaskDataset,
     *,
+    epoch: int | None = None,
+    model: nn.Module | None = None,
     batch_size: int = 256,
     threshold: float = 0.5,
-) -> dict[str, dict]:
-    """Per-task reports of `trained` on `data`.
+    split: str = "evaluation",
+) -> dict:
+    """Per-task reports of a trained model, or of a saved run's epochs, on `data`.
+
+    Args:
+      trained: what `fit` returned, or a `runs.Run` written by `fit(run=...)`: its model
+        is rebuilt from the run's config (or given as `model`) and each saved epoch's
+        parameters are restored from its checkpoint; the reports are also written to
+        the run under `split`.
+      data: rows to evaluate; tasks the model was not trained on are refused.
+      epoch: with a run, the one epoch to evaluate; None evaluates every saved epoch.
+      model: with a run whose model mtjax cannot rebuild (a user's module), the module.
+      batch_size: rows per forward pass.
+      threshold: probability above which a multilabel or binary label is predicted.
+      split: the name the run's reports are written under.
 
     Returns:
       {task name: report}, each in scikit-learn's classification_report(output_dict=True)
       form plus "loss" and "confusion_matrix"; with windows (a clip cut into several
-      rows), also "clip": the report at clip level, window probabilities averaged.
-      Tasks `data` does not carry are left out.
+      rows), also "clip": the report at clip level, window probabilities averaged. Tasks
+      `data` does not carry are left out. For a run with `epoch=None`:
+      {epoch: {task name: report}}.
     """
+    if isinstance(trained, runs.Run):
+        return _evaluate_run(trained, data, epoch=epoch, model=model, batch_size=batch_size,
+                             threshold=threshold, split=split)
     data = _as_multi(data, "data")
     names = [t.name for t in trained.tasks]
     missing = [t.name for t in data.tasks if t.name not in names]
@@ -826,6 +846,61 @@ def evaluate(
         clip if len(np.unique(clip)) < len(clip) else None, threshold=threshold,
     )
     return {name: report for name, report in reports.items() if has[:, names.index(name)].any()}
+
+
+def model_from_run_config(config: dict) -> nn.Module:
+    """The Flax module a run was trained with, rebuilt from its config.json.
+
+    Works for mtjax's models and for any module importable by its recorded module path
+    whose settings are JSON values; raises ValueError saying to pass `model=` otherwise.
+    """
+    described = dict(config["model"])
+    name, module_name = described.pop("name"), described.pop("module")
+    try:
+        cls = getattr(importlib.import_module(module_name), name)
+    except (ImportError, AttributeError) as err:
+        raise ValueError(
+            f"cannot rebuild model {module_name}.{name} ({err}); pass model=... to evaluate"
+        ) from None
+    kwargs = {k: _from_json(k, v) for k, v in described.items()}
+    try:
+        return cls(**kwargs)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"cannot rebuild model {name} from its config ({err}); "
+                         "pass model=... to evaluate") from None
+
+
+def _from_json(name: str, value):
+    if name == "tasks":
+        return tuple(Task.from_json(t) for t in value)
+    if isinstance(value, list):
+        return tuple(_from_json("", v) for v in value)
+    return value
+
+
+def _evaluate_run(run, data, *, epoch, model, batch_size, threshold, split):
+    config = runs.read_config(run)
+    tasks = tuple(Task.from_json(t) for t in config["tasks"])
+    model = model if model is not None else model_from_run_config(config)
+    manager = checkpoints.open_manager(run.checkpoints)
+    try:
+        chosen = checkpoints.epochs(manager) if epoch is None else [epoch]
+        if not chosen:
+            raise FileNotFoundError(f"{run.path} has no checkpoints to evaluate")
+        out = {}
+        for e in chosen:
+            saved, meta = checkpoints.restore_arrays(manager, e)
+            trained = Trained(
+                model=model, tasks=tasks, params=saved["params"]["model"],
+                batch_stats=saved.get("batch_stats") or {}, opt_state=None, comb_state=None,
+                comb_params=saved["params"].get("combiner", {}), history=tuple(meta["history"]),
+                best_epoch=e, loss_fns=losses.loss_functions(tasks),
+            )
+            out[e] = evaluate(trained, data, batch_size=batch_size, threshold=threshold)
+            runs.write_reports(run, e, split, out[e])
+    finally:
+        checkpoints.close(manager)
+    return out if epoch is None else out[epoch]
 
 
 def _align_tasks(data: MultiTaskData, tasks: Sequence[Task]) -> MultiTaskData:

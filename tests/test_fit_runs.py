@@ -98,3 +98,32 @@ def test_kill9_then_resume_ends_bit_identical_to_an_uninterrupted_run(tmp_path):
     assert identical(resumed.opt_state, straight.opt_state)
     assert [r["train"]["loss"] for r in resumed.history] == [
         r["train"]["loss"] for r in straight.history]
+
+
+def test_evaluate_a_saved_run_without_the_model_object(tmp_path):
+    trn, tst = three_datasets(n=60), three_datasets(n=30, seed=10)
+    run = runs.Run(tmp_path, "cnn")
+    model = mt.models.HardSharingCNN(trn.tasks, channels=(4, 8))
+    trained = mt.fit(model, trn, epochs=2, run=run, progress=False, early_stop=None)
+    every = mt.evaluate(run, tst)  # the model is rebuilt from config.json
+    assert sorted(every) == [0, 1]
+    direct = mt.evaluate(trained, tst)
+    assert every[1]["word"]["accuracy"] == direct["word"]["accuracy"]
+    assert every[1]["tags"]["loss"] == pytest.approx(direct["tags"]["loss"], rel=1e-6)
+    assert runs.read_reports(run, 0, "evaluation")["loud"]["support"] == 30
+    one = mt.evaluate(run, tst, epoch=0)
+    assert one["word"] == every[0]["word"]
+    with pytest.raises(FileNotFoundError, match="saved epochs: \\[0, 1\\]"):
+        mt.evaluate(run, tst, epoch=5)
+    importable = runs.Run(tmp_path, "importable")  # a user's module that can be imported
+    mt.fit(SmallNet(trn.tasks), trn, epochs=1, run=importable, progress=False, early_stop=None)
+    assert "word" in mt.evaluate(importable, tst, epoch=0)
+
+    class Local(SmallNet):  # defined where no import can find it
+        pass
+
+    custom = runs.Run(tmp_path, "custom")
+    mt.fit(Local(trn.tasks), trn, epochs=1, run=custom, progress=False, early_stop=None)
+    with pytest.raises(ValueError, match="pass model="):
+        mt.evaluate(custom, tst)
+    assert "word" in mt.evaluate(custom, tst, model=Local(trn.tasks), epoch=0)
