@@ -2,7 +2,7 @@
 
 The pipeline, one module per stage:
   audio -> features -> readers -> store (read) -> data -> pipeline (splits)
-  -> batching -> models -> losses -> train (fit, evaluate) -> metrics
+  -> batching -> models -> losses -> train (fit, evaluate) -> metrics -> runs
 
 Names are imported on first use, so worker processes that only extract features
 never import JAX.
@@ -36,11 +36,13 @@ _NAMES = {
     "evaluate": "mtjax.train",
     "predict": "mtjax.train",
     "Trained": "mtjax.train",
+    # runs
+    "Run": "mtjax.runs",
 }
 _MODULES = (
     "audio", "features", "readers", "extract", "store", "arrays", "npyfile", "tasks", "data",
     "folds", "pipeline", "batching", "models", "losses", "train", "early_stopping", "metrics",
-    "report", "demo", "cli",
+    "runs", "plots", "checkpoints", "recording", "report", "demo", "cli",
 )
 
 __all__ = sorted(_NAMES) + list(_MODULES)

@@ -2,7 +2,8 @@
 
   mtjax demo [--out DIR] [--seed N]   make the demo datasets, read them through the
                                       feature cache, build the folds, train one shared
-                                      model on fold 0 and print its test metrics
+                                      model on fold 0 into a run folder and print its
+                                      test metrics
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ def run_demo(
     split = splits[0]
     print(f"\ntraining a shared CNN on fold 0: {len(split.train)} clips, "
           f"tasks {', '.join(t.name for t in split.train.tasks)}")
+    run = mt.runs.Run(out / "runs", "demo/fold0")
     trained = mt.fit(
         models.HardSharingCNN(split.train.tasks),
         split.train,
@@ -48,11 +50,14 @@ def run_demo(
         batch_size=32,
         early_stop=early_stopping.patience("validation/loss", 6),
         seed=seed,
+        run=run,
     )
     reports = mt.evaluate(trained, split.test)
     print(f"\ntest metrics of fold 0 (best epoch {trained.best_epoch + 1} of "
           f"{len(trained.history)}, chosen on validation):")
     print(metrics.summary_table(reports, split.train.tasks))
+    print(f"\nrun folder  {run.path}  (config, history, reports/, plots/, checkpoints/)")
+    print(f"TensorBoard tensorboard --logdir {run.events}")
     print(f"\ndone in {time.perf_counter() - started:.1f} s")
     return reports
 

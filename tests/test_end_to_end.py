@@ -77,6 +77,12 @@ def test_demo_command_prints_the_summary_and_reuses_the_cache(tmp_path, capsys):
     table = first.out[first.out.index("test metrics of fold 0"):]
     for task in ["word", "category", "tags", "loud"]:
         assert task in table
+    run = tmp_path / "runs" / "demo" / "fold0"
+    assert f"tensorboard --logdir {run / 'events'}" in first.out
+    assert list((run / "events").glob("events.out.tfevents.*"))
+    assert sorted(p.name for p in (run / "checkpoints").iterdir() if p.name.isdigit()) == ["0", "1"]
+    assert (run / "reports" / "epoch_001" / "test" / "word.json").exists()
+    assert (run / "plots" / "learning_curves.png").exists()
     assert cli.main(["demo", "--out", str(tmp_path), "--epochs", "2"]) == 0
     second = capsys.readouterr()
     assert "extract" not in second.err  # everything came from the cache
