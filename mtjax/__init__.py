@@ -2,7 +2,7 @@
 
 The pipeline, one module per stage:
   audio -> features -> readers -> store (read) -> data -> pipeline (splits)
-  -> batching -> models -> losses -> train (fit, evaluate) -> metrics -> runs
+  -> batching -> models -> losses -> step -> train (fit) -> evaluation -> metrics -> runs
 
 Names are imported on first use, so worker processes that only extract features
 never import JAX.
@@ -33,15 +33,16 @@ _NAMES = {
     "limit": "mtjax.pipeline",
     # training
     "fit": "mtjax.train",
-    "evaluate": "mtjax.train",
-    "predict": "mtjax.train",
-    "Trained": "mtjax.train",
+    "evaluate": "mtjax.evaluation",
+    "predict": "mtjax.evaluation",
+    "Trained": "mtjax.step",
     # runs
     "Run": "mtjax.runs",
 }
 _MODULES = (
     "audio", "features", "readers", "extract", "store", "arrays", "npyfile", "tasks", "data",
-    "folds", "pipeline", "batching", "models", "losses", "train", "early_stopping", "metrics",
+    "folds", "pipeline", "batching", "models", "losses", "step", "train", "evaluation",
+    "early_stopping", "metrics",
     "runs", "plots", "checkpoints", "recording", "report", "demo", "cli",
 )
 

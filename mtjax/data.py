@@ -625,4 +625,4 @@ def _as_multi(ds: Data) -> MultiTaskData:
 
 
 # Folds live in their own module; these names are part of `mtjax.data`'s API.
-from mtjax.folds import kfold, predefined_folds  # noqa: E402
+from mtjax.folds import kfold, predefined_folds  # noqa: E402, F401

@@ -1,12 +1,9 @@
-"""Training and evaluation: one jitted step, masked per-task losses, a flat `fit`.
+"""`fit`: set-up, data, model and optimizer, the step, restore, the loop, in one function.
 
-The step computes every task's masked mean loss on one fixed-shape batch (rows of
-several datasets and tasks mixed; rows lacking a task and weight-0 padding rows count
-nothing), combines them with a loss combiner and applies an Optax update. Combiners that
-work on per-task gradients get them from one `vmap` over the tasks of a VJP, and the
-model's gradient is then the chain rule through the combined loss,
-`sum_k d total / d loss_k * grad_k`. When the training arrays fit on the device, an
-epoch is one `lax.scan` over its batches, with no host round trip per step.
+The step itself is in `mtjax.step`, evaluation in `mtjax.evaluation`. When the training
+arrays fit on the device an epoch is one `lax.scan` over its batches (or, where a scan is
+slow, steps dispatched one by one on device-resident arrays), with no host round trip
+per step; otherwise batches are gathered on the host one step ahead.
 """
 
 from __future__ import annotations
@@ -14,237 +11,41 @@ from __future__ import annotations
 import concurrent.futures as cf
 import dataclasses
 import hashlib
-import importlib
-import inspect
 import logging
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, NamedTuple
+from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from flax.training import train_state
 from tqdm.auto import tqdm
 
-from mtjax import batching, checkpoints, early_stopping, losses, metrics, models, recording, runs
-from mtjax.arrays import DiskArray
-from mtjax.data import MultiTaskData, TaskDataset, concat, subset
+from mtjax import batching, early_stopping, losses, metrics, models, recording
+from mtjax.evaluation import evaluate, predict, predict_logits  # noqa: F401  (public here too)
+from mtjax.step import (  # noqa: F401  (public here too)
+    Batch,
+    Trained,
+    TrainingError,
+    TrainState,
+    _as_multi,
+    indexed_step,
+    make_conflicts,
+    make_epoch,
+    make_forward,
+    make_train_step,
+    scan_is_slow,
+)
+from mtjax.data import MultiTaskData, TaskDataset, subset
 from mtjax.folds import kfold
-from mtjax.tasks import Task, task_slices
+from mtjax.tasks import Task
 
 log = logging.getLogger("mtjax")
 
 DEVICE_BYTES = 2 * 2**30  # training arrays up to this size live on the device
-
-
-class Batch(NamedTuple):
-    """One step's rows: x float32 [B, T, F], y float32 [B, C], has_task bool [B, K],
-    weight float32 [B] (0 on padding rows)."""
-
-    x: jax.Array
-    y: jax.Array
-    has_task: jax.Array
-    weight: jax.Array
-
-
-class TrainState(train_state.TrainState):
-    """flax's TrainState; `params` holds {"model": ..., "combiner": ...} (both optimized)."""
-
-    batch_stats: Any
-    comb_state: Any
-
-
-@dataclasses.dataclass(frozen=True)
-class Trained:
-    """What `fit` returns; `evaluate` and `predict` accept it.
-
-    Attributes:
-      model: the Flax module.
-      tasks: the tasks, in column order.
-      params: the model's parameters (those of `best_epoch`).
-      batch_stats: the model's batch statistics ({} without batch normalisation).
-      opt_state: the optimizer's state after the last epoch trained.
-      comb_state: the loss combiner's state after the last epoch trained.
-      comb_params: the combiner's trainable parameters ({} when it has none).
-      history: one record per epoch (see `fit`).
-      best_epoch: the epoch whose parameters are kept.
-      loss_fns: each task's per-row loss function.
-    """
-
-    model: nn.Module
-    tasks: tuple[Task, ...]
-    params: Any
-    batch_stats: Any
-    opt_state: Any
-    comb_state: Any
-    comb_params: Any
-    history: tuple[dict, ...]
-    best_epoch: int
-    loss_fns: tuple[Callable, ...]
-
-    @property
-    def variables(self) -> dict:
-        out = {"params": self.params}
-        if self.batch_stats:
-            out["batch_stats"] = self.batch_stats
-        return out
-
-
-class TrainingError(FloatingPointError):
-    """A non-finite loss; `.trained` holds the last good state."""
-
-    def __init__(self, message: str, trained: Trained | None):
-        super().__init__(message)
-        self.trained = trained
-
-
-# The step
-
-
-def _accepts_train(model: nn.Module) -> bool:
-    try:
-        return "train" in inspect.signature(type(model).__call__).parameters
-    except (TypeError, ValueError):
-        return False
-
-
-def make_forward(model: nn.Module) -> Callable:
-    """`forward(params, batch_stats, x, train, dropout_key) -> (logits, batch_stats)`."""
-    takes_train = _accepts_train(model)
-
-    def forward(params, batch_stats, x, train: bool, dropout_key):
-        variables = {"params": params}
-        if batch_stats:
-            variables["batch_stats"] = batch_stats
-        kwargs = {"train": train} if takes_train else {}
-        if train and batch_stats:
-            logits, updates = model.apply(
-                variables, x, rngs={"dropout": dropout_key}, mutable=["batch_stats"], **kwargs
-            )
-            return logits, updates["batch_stats"]
-        logits = model.apply(variables, x, rngs={"dropout": dropout_key}, **kwargs)
-        return logits, batch_stats
-
-    return forward
-
-
-def make_train_step(
-    model: nn.Module,
-    tasks: Sequence[Task],
-    loss_fns: Sequence[Callable],
-    combiner: losses.Combiner,
-) -> Callable:
-    """`step(state, batch, run_key, epoch) -> (state, metrics)`, pure and jittable.
-
-    metrics: loss (combined, scalar), tasks float32 [K] (each task's masked mean),
-    present bool [K], weights float32 [K] (d total / d loss_k).
-    """
-    forward = make_forward(model)
-    n_tasks = len(tasks)
-
-    def step(state: TrainState, batch: Batch, run_key: jax.Array, epoch: jax.Array):
-        dropout_key, combine_key = jax.random.split(jax.random.fold_in(run_key, state.step))
-        extra = dict(key=combine_key, step=state.step, epoch=epoch)
-
-        def task_losses(model_params):
-            logits, batch_stats = forward(
-                model_params, state.batch_stats, batch.x, True, dropout_key
-            )
-            losses_K, present_K = losses.task_losses(
-                logits, batch.y, batch.has_task, batch.weight, tasks, loss_fns
-            )
-            return losses_K, (present_K, batch_stats)
-
-        def combined(losses_K, comb_params, present_K, grads):
-            total, comb_state = combiner.apply(
-                losses_K,
-                state.comb_state,
-                present=present_K,
-                grads=grads,
-                params=comb_params,
-                **extra,
-            )
-            if jnp.shape(total) != ():
-                raise ValueError(
-                    f"the loss combiner returned shape {jnp.shape(total)}; it must return a scalar"
-                )
-            return total, comb_state
-
-        model_params, comb_params = state.params["model"], state.params["combiner"]
-        if combiner.uses_grads:
-            losses_K, vjp, (present_K, batch_stats) = jax.vjp(
-                task_losses, model_params, has_aux=True
-            )
-            (grads_K,) = jax.vmap(vjp)(jnp.eye(n_tasks, dtype=losses_K.dtype))
-            grads_K = jax.tree.map(
-                lambda g: g * present_K.reshape((-1,) + (1,) * (g.ndim - 1)), grads_K
-            )
-            (total, comb_state), (weights_K, comb_grads) = jax.value_and_grad(
-                combined, argnums=(0, 1), has_aux=True
-            )(losses_K, comb_params, present_K, grads_K)
-            model_grads = jax.tree.map(lambda g: jnp.tensordot(weights_K, g, axes=1), grads_K)
-        else:
-
-            def objective(model_params, comb_params):
-                losses_K, (present_K, batch_stats) = task_losses(model_params)
-                total, comb_state = combined(losses_K, comb_params, present_K, None)
-                return total, (losses_K, present_K, batch_stats, comb_state)
-
-            (total, aux), (model_grads, comb_grads) = jax.value_and_grad(
-                objective, argnums=(0, 1), has_aux=True
-            )(model_params, comb_params)
-            losses_K, present_K, batch_stats, comb_state = aux
-            weights_K = jax.grad(
-                lambda l: combined(l, comb_params, present_K, None)[0]
-            )(jax.lax.stop_gradient(losses_K))
-        state = state.apply_gradients(
-            grads={"model": model_grads, "combiner": comb_grads},
-            batch_stats=batch_stats,
-            comb_state=comb_state,
-        )
-        return state, {"loss": total, "tasks": losses_K, "present": present_K, "weights": weights_K}
-
-    return step
-
-
-def make_epoch(step: Callable) -> Callable:
-    """`epoch(state, x, y, has_task, index [S, B], weight [S, B], run_key, epoch)`: a scan
-    of `step` over the epoch's batches, gathering rows on the device."""
-
-    def run(state, x, y, has_task, index, weight, run_key, epoch):
-        def body(state, rows):
-            return indexed_step(step)(state, x, y, has_task, *rows, run_key, epoch)
-
-        return jax.lax.scan(body, state, (index, weight))
-
-    return run
-
-
-def indexed_step(step: Callable) -> Callable:
-    """`step` on rows `index` [B] (weights `weight` [B]) of device-resident arrays."""
-
-    def run(state, x, y, has_task, index, weight, run_key, epoch):
-        return step(state, Batch(x[index], y[index], has_task[index], weight), run_key, epoch)
-
-    return run
-
-
-def scan_is_slow(step: Callable, *example) -> bool:
-    """Whether to dispatch steps one by one instead of scanning them.
-
-    Measured here (jax 0.10, 2-core CPU): a CNN step inside `lax.scan` ran ~10x slower
-    than the same step dispatched alone (XLA's CPU convolutions lose their fast path
-    inside a loop), while a dense step ran ~2x faster in a scan. So: scan, unless the
-    backend is the CPU and the step holds a convolution.
-    """
-    if jax.default_backend() != "cpu":
-        return False
-    jaxpr = jax.make_jaxpr(step)(*example)
-    return "conv_general_dilated" in str(jaxpr)
 
 
 # fit
@@ -452,27 +253,6 @@ def fit(
     if recorder is not None:
         recorder.close(history)
     return _trained(model, tasks, state, history, decision.best_epoch, loss_fns)
-
-
-def make_conflicts(model: nn.Module, tasks: Sequence[Task], loss_fns: Sequence[Callable]):
-    """`conflicts(params, batch_stats, batch) -> [K, K]`: the cosine similarity between
-    every pair of task gradients on one batch (1 on the diagonal; 0 for absent tasks)."""
-    forward = make_forward(model)
-
-    def run(params, batch_stats, batch: Batch):
-        def task_losses(params):
-            logits, _ = forward(params, batch_stats, batch.x, False, jax.random.key(0))
-            return losses.task_losses(
-                logits, batch.y, batch.has_task, batch.weight, tasks, loss_fns
-            )[0]
-
-        losses_K, vjp = jax.vjp(task_losses, params)
-        (grads_K,) = jax.vmap(vjp)(jnp.eye(len(tasks), dtype=losses_K.dtype))
-        gram = losses.gram(grads_K)
-        norms = jnp.sqrt(jnp.maximum(jnp.diagonal(gram), 1e-30))
-        return gram / (norms[:, None] * norms[None, :])
-
-    return run
 
 
 def _pairs(tasks: Sequence[Task], cosines) -> dict[tuple[str, str], float]:
@@ -730,195 +510,3 @@ def carve_validation(
     return subset(data, train_rows), subset(data, val_rows)
 
 
-def _as_multi(data, what: str) -> MultiTaskData:
-    if isinstance(data, MultiTaskData):
-        return data
-    if isinstance(data, TaskDataset):
-        return concat([data])
-    raise TypeError(f"{what} must be a TaskDataset or MultiTaskData, got {type(data).__name__}")
-
-
-# Evaluation
-
-
-def make_predict(model: nn.Module, loss_fns: Sequence[Callable], tasks: Sequence[Task]):
-    """`predict(variables, x, y) -> (logits {name: [B, C_k]}, row losses [B, K])`, jitted."""
-    forward = make_forward(model)
-    slices = task_slices(tasks)
-
-    @jax.jit
-    def predict(params, batch_stats, x, y):
-        logits, _ = forward(params, batch_stats, x, False, jax.random.key(0))
-        rows = jnp.stack(
-            [fn(logits[t.name], y[:, slices[t.name]]) for t, fn in zip(tasks, loss_fns)], axis=1
-        )
-        return logits, rows
-
-    return predict
-
-
-def predict_logits(trained: Trained, data: MultiTaskData, *, batch_size: int = 256):
-    """(logits {name: float32 [N, C_k]}, per-row losses float32 [N, K]) over all rows.
-
-    Rows go through the model in batches of one fixed size (the last one padded), so
-    nothing recompiles; an out-of-core `x` is read one batch at a time.
-    """
-    predict = _predictor(trained)
-    n = len(data)
-    size = max(1, min(batch_size, n))
-    logits: dict[str, list] = {t.name: [] for t in trained.tasks}
-    row_losses = []
-    for begin in range(0, n, size):
-        rows = np.arange(begin, min(begin + size, n))
-        padded = np.concatenate([rows, np.full(size - len(rows), rows[0])])
-        x = np.asarray(data.x[padded], np.float32)
-        out, losses_BxK = predict(
-            trained.params, trained.batch_stats, x, np.asarray(data.y[padded], np.float32)
-        )
-        for t in trained.tasks:
-            logits[t.name].append(np.asarray(out[t.name])[: len(rows)])
-        row_losses.append(np.asarray(losses_BxK)[: len(rows)])
-    return {k: np.concatenate(v) for k, v in logits.items()}, np.concatenate(row_losses)
-
-
-_PREDICTORS: dict[int, tuple] = {}
-
-
-def _predictor(trained: Trained):
-    key = id(trained.model), trained.tasks, tuple(id(f) for f in trained.loss_fns)
-    cached = _PREDICTORS.get(hash(key))
-    if cached is None or cached[0] != key:
-        cached = (key, make_predict(trained.model, trained.loss_fns, trained.tasks))
-        _PREDICTORS[hash(key)] = cached
-    return cached[1]
-
-
-def evaluate(
-    trained: Trained | runs.Run,
-    data: MultiTaskData | TaskDataset,
-    *,
-    epoch: int | None = None,
-    model: nn.Module | None = None,
-    batch_size: int = 256,
-    threshold: float = 0.5,
-    split: str = "evaluation",
-) -> dict:
-    """Per-task reports of a trained model, or of a saved run's epochs, on `data`.
-
-    Args:
-      trained: what `fit` returned, or a `runs.Run` written by `fit(run=...)`: its model
-        is rebuilt from the run's config (or given as `model`) and each saved epoch's
-        parameters are restored from its checkpoint; the reports are also written to
-        the run under `split`.
-      data: rows to evaluate; tasks the model was not trained on are refused.
-      epoch: with a run, the one epoch to evaluate; None evaluates every saved epoch.
-      model: with a run whose model mtjax cannot rebuild (a user's module), the module.
-      batch_size: rows per forward pass.
-      threshold: probability above which a multilabel or binary label is predicted.
-      split: the name the run's reports are written under.
-
-    Returns:
-      {task name: report}, each in scikit-learn's classification_report(output_dict=True)
-      form plus "loss" and "confusion_matrix"; with windows (a clip cut into several
-      rows), also "clip": the report at clip level, window probabilities averaged. Tasks
-      `data` does not carry are left out. For a run with `epoch=None`:
-      {epoch: {task name: report}}.
-    """
-    if isinstance(trained, runs.Run):
-        return _evaluate_run(trained, data, epoch=epoch, model=model, batch_size=batch_size,
-                             threshold=threshold, split=split)
-    data = _as_multi(data, "data")
-    names = [t.name for t in trained.tasks]
-    missing = [t.name for t in data.tasks if t.name not in names]
-    if missing:
-        raise ValueError(f"the data has tasks {missing} that the model was not trained on")
-    data = _align_tasks(data, trained.tasks)
-    logits, row_losses = predict_logits(trained, data, batch_size=batch_size)
-    has = np.asarray(data.has_task, bool)
-    task_loss = {
-        t.name: float((row_losses[:, k] * has[:, k]).sum() / max(has[:, k].sum(), 1))
-        for k, t in enumerate(trained.tasks)
-    }
-    probs = {t.name: metrics.probabilities(t, logits[t.name]) for t in trained.tasks}
-    clip = np.asarray(data.clip)
-    reports = metrics.evaluation_report(
-        trained.tasks, np.asarray(data.y), has, probs, task_loss,
-        clip if len(np.unique(clip)) < len(clip) else None, threshold=threshold,
-    )
-    return {name: report for name, report in reports.items() if has[:, names.index(name)].any()}
-
-
-def model_from_run_config(config: dict) -> nn.Module:
-    """The Flax module a run was trained with, rebuilt from its config.json.
-
-    Works for mtjax's models and for any module importable by its recorded module path
-    whose settings are JSON values; raises ValueError saying to pass `model=` otherwise.
-    """
-    described = dict(config["model"])
-    name, module_name = described.pop("name"), described.pop("module")
-    try:
-        cls = getattr(importlib.import_module(module_name), name)
-    except (ImportError, AttributeError) as err:
-        raise ValueError(
-            f"cannot rebuild model {module_name}.{name} ({err}); pass model=... to evaluate"
-        ) from None
-    kwargs = {k: _from_json(k, v) for k, v in described.items()}
-    try:
-        return cls(**kwargs)
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"cannot rebuild model {name} from its config ({err}); "
-                         "pass model=... to evaluate") from None
-
-
-def _from_json(name: str, value):
-    if name == "tasks":
-        return tuple(Task.from_json(t) for t in value)
-    if isinstance(value, list):
-        return tuple(_from_json("", v) for v in value)
-    return value
-
-
-def _evaluate_run(run, data, *, epoch, model, batch_size, threshold, split):
-    config = runs.read_config(run)
-    tasks = tuple(Task.from_json(t) for t in config["tasks"])
-    model = model if model is not None else model_from_run_config(config)
-    manager = checkpoints.open_manager(run.checkpoints)
-    try:
-        chosen = checkpoints.epochs(manager) if epoch is None else [epoch]
-        if not chosen:
-            raise FileNotFoundError(f"{run.path} has no checkpoints to evaluate")
-        out = {}
-        for e in chosen:
-            saved, meta = checkpoints.restore_arrays(manager, e)
-            trained = Trained(
-                model=model, tasks=tasks, params=saved["params"]["model"],
-                batch_stats=saved.get("batch_stats") or {}, opt_state=None, comb_state=None,
-                comb_params=saved["params"].get("combiner", {}), history=tuple(meta["history"]),
-                best_epoch=e, loss_fns=losses.loss_functions(tasks),
-            )
-            out[e] = evaluate(trained, data, batch_size=batch_size, threshold=threshold)
-            runs.write_reports(run, e, split, out[e])
-    finally:
-        checkpoints.close(manager)
-    return out if epoch is None else out[epoch]
-
-
-def _align_tasks(data: MultiTaskData, tasks: Sequence[Task]) -> MultiTaskData:
-    """`data` with its columns in the order of `tasks` (zero for tasks it lacks)."""
-    if tuple(data.tasks) == tuple(tasks):
-        return data
-    slices, mine = task_slices(tasks), data.task_slices
-    y = np.zeros([len(data), sum(t.n_columns for t in tasks)], np.float32)
-    has = np.zeros([len(data), len(tasks)], bool)
-    for k, t in enumerate(tasks):
-        if t.name in mine:
-            y[:, slices[t.name]] = np.asarray(data.y)[:, mine[t.name]]
-            has[:, k] = np.asarray(data.has_task)[:, [u.name for u in data.tasks].index(t.name)]
-    return data.replace(y=y, has_task=has, tasks=tuple(tasks))
-
-
-def predict(trained: Trained, data: MultiTaskData | TaskDataset, *, batch_size: int = 256):
-    """{task name: probabilities float32 [N, C_k]} for every row of `data`."""
-    data = _align_tasks(_as_multi(data, "data"), trained.tasks)
-    logits, _ = predict_logits(trained, data, batch_size=batch_size)
-    return {t.name: metrics.probabilities(t, logits[t.name]) for t in trained.tasks}
