@@ -11,6 +11,8 @@ hop), for each way of computing its convolutions:
   im2col_matmul    forward as an im2col matmul too (patches kept for the backward pass),
                    custom VJP as im2col_vjp_col2im
   im2col_autodiff  forward as an im2col matmul, gradients by plain autodiff
+  xla_stencil      `conv_xla_stencil` (conv="xla_stencil"): the first layer (Cin=1) forward
+                   as 9 shifted multiply-adds, its gradients and every other layer XLA's
   xla_conv_nn_max_pool  plain `nn.Conv` with `nn.max_pool` in place of the model's
                    reshape-and-max pooling (for scale: select-and-scatter is slow on CPU)
   xla_conv_ynn     plain `nn.Conv` in a subprocess with
@@ -128,6 +130,7 @@ FORMULATIONS = {
     "im2col_vjp_col2im": conv_vjp_col2im,
     "im2col_matmul": conv_matmul,
     "im2col_autodiff": conv_matmul_autodiff,
+    "xla_stencil": "xla_stencil",
     "xla_conv_nn_max_pool": "xla",
 }
 
@@ -213,8 +216,9 @@ def setup_named(name: str, *shape, channels=None):
 
 def measure(names, steps: int, rounds: int, *shape, channels=None) -> dict:
     for name in names:
-        if callable(FORMULATIONS[name]):
-            check(FORMULATIONS[name])
+        conv = models.CONVS.get(FORMULATIONS[name], FORMULATIONS[name])
+        if callable(conv) and conv is not conv_xla:
+            check(conv)
     runs = {name: setup_named(name, *shape, channels=channels) for name in names}
     times = {name: [] for name in names}
     per_round = max(1, steps // rounds)
@@ -265,7 +269,9 @@ def main() -> None:
         if ynn is not None:
             step_ms["xla_conv_ynn"] = ynn
     base = step_ms["xla_conv"]
-    auto = {"xla": "xla_conv", "im2col": "im2col_vjp"}[models.resolve_conv("auto")]
+    auto = {"xla": "xla_conv", "im2col": "im2col_vjp", "xla_stencil": "xla_stencil"}[
+        models.resolve_conv("auto")
+    ]
     for name, ms in step_ms.items():
         line = {"name": name, "step_ms": round(ms, 2), "ratio_vs_xla_conv": round(base / ms, 2)}
         line |= {"backend": jax.default_backend(), "auto": name == auto}
