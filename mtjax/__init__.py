@@ -43,7 +43,8 @@ _MODULES = (
     "audio", "features", "readers", "extract", "store", "arrays", "npyfile", "tasks", "data",
     "folds", "pipeline", "batching", "models", "losses", "step", "train", "evaluation",
     "early_stopping", "metrics",
-    "runs", "plots", "checkpoints", "recording", "report", "demo", "cli",
+    "runs", "plots", "checkpoints", "recording", "report", "configs", "experiment", "demo",
+    "cli",
 )
 
 __all__ = sorted(_NAMES) + list(_MODULES)

@@ -4,6 +4,9 @@
                                       feature cache, build the folds, train one shared
                                       model on fold 0 into a run folder and print its
                                       test metrics
+  mtjax run EXPERIMENT.toml           run an experiment file (or a sweep of them)
+  mtjax report RUN_OR_FOLDER...       compare runs: a table and comparison.png
+  mtjax evaluate RUN --data EXP.toml  re-evaluate a run's saved epochs
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 import mtjax as mt
-from mtjax import demo, early_stopping, metrics, models, report
+from mtjax import demo, early_stopping, experiment, metrics, models, report
 
 
 def run_demo(
@@ -76,10 +79,12 @@ def main(argv: list[str] | None = None) -> int:
     demo_cmd.add_argument("--folds", type=int, default=5)
     demo_cmd.add_argument("--jobs", type=int, default=None, help="extraction processes")
     demo_cmd.add_argument("--epochs", type=int, default=25, help="most training epochs")
+    experiment.add_subcommands(commands)
     args = parser.parse_args(argv)
     if args.command == "demo":
         run_demo(args.out, seed=args.seed, folds=args.folds, n_jobs=args.jobs, epochs=args.epochs)
-    return 0
+        return 0
+    return args.handler(args)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,341 @@
+"""Experiment files: validation that names the key, sweeps, and a tiny demo run end to end."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import mtjax as mt
+from mtjax import experiment as ex
+from mtjax import runs
+from mtjax.tasks import Task
+
+
+def write(folder: Path, text: str, name: str = "exp.toml") -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / name).write_text(text)
+    return folder / name
+
+
+def cli(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="mtjax")
+    ex.add_subcommands(parser.add_subparsers(dest="command", required=True))
+    return parser.parse_args(list(argv))
+
+
+def test_defaults_and_relative_paths(tmp_path):
+    path = write(
+        tmp_path / "exps",
+        """
+        name = "speech+sounds"
+        output = "out"
+        [[datasets]]
+        name = "commands"
+        reader = "folder"
+        root = "data/commands"
+        task = "word"
+        group = '^(.+?)_nohash_'
+        [[datasets]]
+        reader = "csv"
+        root = "/abs/ESC-50"
+        manifest = "meta/esc50.csv"
+        label_columns = ["category"]
+        fold_column = "fold"
+    """,
+    )
+    e = ex.load(path)
+    assert e.name == "speech+sounds" and e.output == tmp_path / "exps" / "out"
+    assert e.cache == e.output / "cache"  # default: next to the runs
+    assert e.datasets[0]["root"] == str(tmp_path / "exps" / "data" / "commands")
+    assert e.datasets[1]["root"] == "/abs/ESC-50" and e.datasets[1]["name"] == "ESC-50"
+    assert e.datasets[1]["predefined_folds"] is True
+    assert e.features["name"] == "LogMel" and e.model["name"] == "cnn"
+    assert e.prepare["frame"] == "median" and e.prepare["standardize"]["per"] == "feature"
+    assert e.train["combine"]["name"] == "sum" and e.train["early_stop"] == "default"
+    with pytest.raises(TypeError):
+        e.datasets[0]["root"] = "elsewhere"  # frozen, down to the sections
+    assert ex.parse(e.to_dict(), base=e.base, source=e.source) == e  # to_dict round trip
+    json.dumps(e.to_dict())
+
+
+def test_demo_shorthand_and_demo_readers(tmp_path):
+    e = ex.load(write(tmp_path, "demo = {scale = 0.5}\n[prepare]\nframe = 50\nstandardize = false"))
+    assert [d["name"] for d in e.datasets] == ["commands", "sounds", "tagged"]
+    assert {d["scale"] for d in e.datasets} == {0.5}
+    assert e.datasets[1]["predefined_folds"] == "auto"
+    assert e.prepare["frame"] == 50 and e.prepare["standardize"] is None
+
+
+BAD = [
+    ("bogus = 1", "bogus: unknown key; the top level takes: name, output"),
+    ("[train]\ncombiner = 'sum'", "train.combiner: unknown key; [train] takes: epochs"),
+    ("[train]\ncombine = 'nope'", "train.combine: unknown combiner 'nope'; known: cagrad"),
+    ("[train]\ncombine = {name = 'dwa', temp = 2}", "train.combine.temp: unknown key; 'dwa'"),
+    ("[train]\nbatches = 'random'", "train.batches: unknown schedule 'random'; known: balanced"),
+    (
+        "[train]\noptimizer = {name = 'adamx', learning_rate = 0.1}",
+        "train.optimizer.name: unknown optimizer 'adamx'; known: adabelief",
+    ),
+    ("[train]\noptimizer = {name = 'adam', lr = 0.1}", "train.optimizer.lr: unknown key"),
+    (
+        "[train]\noptimizer = {name = 'adam', learning_rate = {schedule = 'wavy'}}",
+        "train.optimizer.learning_rate.schedule: 'wavy' is not one of: constant_schedule",
+    ),
+    ("[train]\nepochs = 'ten'", "train.epochs: expected an integer, got 'ten' (str)"),
+    ("[train]\nearly_stop = {metric = 'validation/loss', wait = 3}", "train.early_stop.wait"),
+    ("[train]\nloss = {word = 'hinge'}", "train.loss.word: 'hinge' is not one of"),
+    ("folds = 1", "folds: expected an integer >= 2, got 1"),
+    ("seed = 1.5", "seed: expected an integer, got 1.5 (float)"),
+    ("[model]\nname = 'rnn'", "model.name: unknown model 'rnn'; known: cnn, dnn"),
+    ("[model]\nname = 'cnn'\nchanels = [8]", "model.chanels: unknown key; model 'cnn' takes"),
+    ("[model]\nname = 'cnn'\nkernel = -1", "model: HardSharingCNN: kernel must be a positive"),
+    ("[features]\nname = 'Spectro'", "features.name: unknown extraction 'Spectro'; known: "),
+    ("[features]\nname = 'LogMel'\nbands = 3", "features.bands: unknown key; LogMel takes"),
+    ("[prepare]\nstandardize = 'row'", "prepare.standardize: 'row' is not one of: feature, cell"),
+    ("[prepare]\nframe = 'mean'", "prepare.frame: 'mean' is not one of: median, min, max"),
+    ("[prepare]\nwindows = {length = 10, step = 5}", "prepare.windows.step: unknown key"),
+    ("[sweep]\n'train.combine' = 'sum'", 'sweep."train.combine": expected a non-empty array'),
+    ("[sweep]\nname = ['a', 'b']", "sweep.name: not a sweepable choice"),
+    ("[sweep]\ndatasets = 'all'", 'sweep.datasets: expected "combinations"'),
+]
+
+
+@pytest.mark.parametrize("text, message", BAD, ids=[m.split(":")[0] for _, m in BAD])
+def test_validation_names_the_dotted_key(tmp_path, text, message):
+    path = write(tmp_path, "demo = true\n" + text)
+    with pytest.raises(ex.ExperimentError) as err:
+        ex.load(path)
+    assert str(err.value).startswith(f"{path}: ")
+    assert message in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("name = 'x'", "datasets: no datasets: add [[datasets]] tables, or demo = true"),
+        (
+            "[[datasets]]\nreader = 'zip'\nroot = 'a'",
+            "datasets[0].reader: 'zip' is not one of: folder, csv, demo",
+        ),
+        (
+            "[[datasets]]\nreader = 'csv'\nroot = 'a'",
+            "datasets[0].manifest: missing; a csv dataset needs root, manifest",
+        ),
+        (
+            "[[datasets]]\nreader = 'folder'\nroot = 'a'\nlabels = 'x'",
+            "datasets[0].labels: unknown key; a folder dataset takes: reader, predefined_folds, root",
+        ),
+        (
+            "[[datasets]]\nreader = 'folder'\nroot = 'a'\n[[datasets]]\nreader = 'folder'\nroot = 'b/a'",
+            "datasets[1].name: 'a' is already the name of datasets[0]",
+        ),
+        (
+            "[[datasets]]\nreader = 'demo'\nname = 'birds'",
+            "datasets[0].name: 'birds' is not one of",
+        ),
+        (
+            "[[datasets]]\nreader = 'folder'\nroot = 'a'\npredefined_folds = 'yes'",
+            'datasets[0].predefined_folds: expected true, false or "auto"',
+        ),
+        ("demo = true\nwhat = [", "not valid TOML"),
+    ],
+)
+def test_dataset_errors(tmp_path, text, message):
+    with pytest.raises(ex.ExperimentError, match=None) as err:
+        ex.load(write(tmp_path, text))
+    assert message in str(err.value)
+
+
+def test_sweep_expands_the_cross_product_with_readable_names(tmp_path):
+    path = write(
+        tmp_path,
+        """
+        name = "speech+sounds"
+        demo = true
+        [sweep]
+        datasets = "combinations"
+        "train.combine" = ["sum", "pcgrad"]
+    """,
+    )
+    points = ex.expand(ex.load(path))
+    assert len(points) == 14  # 7 non-empty combinations of 3 datasets x 2 combiners
+    names = [p.name for p in points]
+    assert len(set(names)) == 14
+    assert names[:2] == [
+        "speech+sounds/commands/combine=sum",
+        "speech+sounds/commands/combine=pcgrad",
+    ]
+    assert "speech+sounds/commands+sounds+tagged/combine=pcgrad" in names
+    assert all(not p.sweep for p in points)
+    pcgrad = next(p for p in points if p.name == "speech+sounds/sounds+tagged/combine=pcgrad")
+    assert [d["name"] for d in pcgrad.datasets] == ["sounds", "tagged"]
+    assert pcgrad.train["combine"]["name"] == "pcgrad"
+    # Points that differ in training choices only share their data (and prepared folds).
+    assert len({p.data_key for p in points}) == 7
+
+
+def test_sweep_over_features_options_and_explicit_subsets(tmp_path):
+    path = write(
+        tmp_path,
+        """
+        name = "s"
+        demo = true
+        [train]
+        combine = {name = "dwa", temperature = 2.0}
+        [sweep]
+        datasets = [["commands"], ["commands", "tagged"]]
+        "features.n_mels" = [40, 64]
+        "train.combine.temperature" = [1.0, 4.0]
+        "train.optimizer" = [{name = "adam", learning_rate = 1e-3}]
+    """,
+    )
+    points = ex.expand(ex.load(path))
+    assert len(points) == 8
+    assert points[0].name == "s/commands/n_mels=40/temperature=1/optimizer=adam,learning_rate=0.001"
+    assert points[-1].features["n_mels"] == 64 and points[-1].train["combine"]["temperature"] == 4
+    assert len({p.data_key for p in points}) == 4
+    bad = write(tmp_path, "demo = true\n[sweep]\n'train.combine' = ['sum', 'bogus']", "bad.toml")
+    with pytest.raises(ex.ExperimentError, match="unknown combiner 'bogus'.*in sweep point"):
+        ex.expand(ex.load(bad))
+    unknown = write(tmp_path, "demo = true\n[sweep]\ndatasets = [['speech']]", "unknown.toml")
+    with pytest.raises(ex.ExperimentError, match="sweep.datasets\\[0\\]: no dataset 'speech'"):
+        ex.expand(ex.load(unknown))
+
+
+def test_override_and_built_parts(tmp_path):
+    e = ex.load(
+        write(
+            tmp_path,
+            """
+        demo = true
+        [train]
+        optimizer = {name = "adamw", learning_rate = 1e-3, weight_decay = 1e-4}
+        early_stop = {metric = "validation/score", patience = 2}
+    """,
+        )
+    )
+    quick = ex.override(e, {"train.epochs": 2, "run_folds": 1})
+    assert quick.train["epochs"] == 2 and quick.run_folds == 1 and e.train["epochs"] == 30
+    with pytest.raises(ex.ExperimentError, match="train.epochs: expected an integer >= 1"):
+        ex.override(e, {"train.epochs": 0})
+    assert ex.build_early_stop(e.train["early_stop"]).metric == "validation/score"
+    tx = ex.build_optimizer(e.train["optimizer"])
+    import jax.numpy as jnp
+
+    state = tx.init({"w": jnp.zeros(3)})
+    assert float(state.hyperparams["learning_rate"]) == pytest.approx(1e-3)  # logged by fit
+
+
+def test_predefined_folds_kept_dropped_or_refused():
+    x = np.zeros([8, 2, 3], np.float32)
+    task = Task("t", ("a", "b"))
+    ds = mt.TaskDataset.from_arrays(
+        x, np.tile([[1.0, 0.0], [0.0, 1.0]], (4, 1)), [task], folds=np.arange(8) % 4, name="four"
+    )
+    e = ex.parse({"demo": True, "folds": 5})
+    spec = {"name": "four", "predefined_folds": "auto"}
+    assert np.all(ex._with_folds(e, spec, ds).folds == -1)  # 4 folds, 5 asked: k-fold instead
+    assert np.all(ex._with_folds(ex.override(e, {"folds": 4}), spec, ds).folds == ds.folds)
+    with pytest.raises(ex.ExperimentError, match="has 4 predefined folds but folds = 5; set"):
+        ex._with_folds(e, {**spec, "predefined_folds": True}, ds)
+    assert np.all(ex._with_folds(e, {**spec, "predefined_folds": False}, ds).folds == -1)
+
+
+# A tiny demo sweep, run once for the tests below.
+
+TINY = """
+name = "tiny"
+output = "runs"
+demo = {scale = 0.3}
+run_folds = 1
+jobs = 1
+[[datasets]]
+name = "commands"
+reader = "demo"
+[[datasets]]
+name = "tagged"
+reader = "demo"
+[model]
+name = "dnn"
+hidden = [16]
+[train]
+epochs = 1
+batch_size = 32
+early_stop = false
+[sweep]
+"train.combine" = ["sum", "mean"]
+"""
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("tiny")
+    experiment = ex.load(write(folder, TINY))
+    reads = []
+    real = mt.read
+
+    def counting(reader, extraction, **kwargs):
+        reads.append(reader.name)
+        return real(reader, extraction, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(mt, "read", counting)
+        ran = ex.run_experiment(experiment, progress=False)
+        ex.read_datasets(ex.expand(experiment)[0], progress=False)  # memoised: no new read
+    return experiment, ran, reads
+
+
+def test_demo_sweep_runs_end_to_end(tiny, capsys):
+    experiment, ran, _ = tiny
+    assert [r.name for r in ran] == ["tiny/combine=sum/fold0", "tiny/combine=mean/fold0"]
+    for run, combine in zip(ran, ["sum", "mean"]):
+        assert run.root == experiment.output == experiment.base / "runs"
+        config = runs.read_config(run)
+        assert config["group"] == f"tiny/combine={combine}" and config["fold"] == 0
+        assert config["experiment"]["train"]["combine"] == {"name": combine}
+        assert [t["name"] for t in config["tasks"]] == ["word", "tags", "loud"]
+        assert len(runs.read_history(run)) == 1
+        assert (run.path / "checkpoints").is_dir() and (run.path / "events").is_dir()
+    assert (experiment.output / "data" / "demo.json").is_file()  # demo made under output/data
+    assert any((experiment.output / "cache").iterdir())
+
+
+def test_each_dataset_is_read_once_for_runs_that_differ_in_training_only(tiny):
+    _, _, reads = tiny
+    assert sorted(reads) == ["commands", "tagged"]
+
+
+def test_report_command_prints_the_table_and_writes_the_plot(tiny, capsys):
+    experiment, ran, _ = tiny
+    folder = experiment.output / "tiny"
+    args = cli("report", str(folder))
+    assert args.handler(args) == 0
+    out = capsys.readouterr().out
+    assert "tiny/combine=sum" in out and "tiny/combine=mean" in out and "word" in out
+    assert "accuracy" in out and "micro_f1" in out
+    assert (folder / "comparison.png").is_file()  # a folder of runs: the plot goes inside
+    args = cli("report", str(ran[0].path), "--split", "validation")
+    args.handler(args)
+    assert (ran[0].path.parent / "comparison.png").is_file()  # a run: next to it
+    assert [r.path for r in ex.find_runs([experiment.output])] == [r.path for r in ran[::-1]]
+
+
+def test_evaluate_command_rebuilds_the_fold_and_writes_reports(tiny, capsys):
+    experiment, ran, _ = tiny
+    args = cli("evaluate", str(ran[0].path), "--data", experiment.source, "--epoch", "0")
+    assert args.handler(args) == 0
+    out = capsys.readouterr().out
+    assert "epoch 0, fold 0 test of tiny/combine=sum" in out and "loud" in out
+    written = runs.read_reports(ran[0], 0, "evaluation")
+    assert written["word"]["accuracy"] == runs.read_reports(ran[0], 0, "test")["word"]["accuracy"]
+
+
+def test_a_run_folder_of_other_settings_is_not_resumed(tiny):
+    experiment, _, _ = tiny
+    point = ex.override(ex.expand(experiment)[0], {"model.hidden": [8]})
+    with pytest.raises(ex.ExperimentError, match="model.hidden differ"):
+        ex.train_fold(point, 0, split=None)
