@@ -10,12 +10,16 @@ Parameter names are stable: shared layers are named `shared_*`, the output layer
 so a checkpoint restores into any model built with the same tasks and sizes.
 
 Convolutions. `HardSharingCNN(conv=...)` picks how its convolutions run: "xla" (`nn.Conv`),
-"im2col" (`conv_im2col`: a custom VJP whose kernel gradient is one im2col matmul) or "auto",
-the fastest measured on the backend (`AUTO_CONV`). Both have the same parameters, so a
-checkpoint moves between them. Measured with `benchmarks/conv_bench.py` (jax 0.10.2, 2-core
-CPU, train step of the default CNN, batch 32 x [101, 40]): `nn.Conv` 34.6 ms, im2col custom
-VJP 43.4 ms, im2col forward and backward 45.5 ms; at [501, 128] and with wider channels the
-two were within noise or `nn.Conv` ahead. So "auto" is "xla" on CPU too with these versions.
+"im2col" (`conv_im2col`: a custom VJP whose kernel gradient is one im2col matmul),
+"xla_stencil" (`conv_xla_stencil`: XLA's convolutions and gradients, except the first
+layer's forward pass, Cin=1, as 9 shifted multiply-adds) or "auto", the fastest measured on
+the backend (`AUTO_CONV`). All have the same parameters, so a checkpoint moves between them.
+Measured with `benchmarks/conv_bench.py` (jax 0.10.2, 2-core CPU, train step of the default
+CNN, batch 32 x [101, 40]): `nn.Conv` 34.6 ms, im2col custom VJP 43.4 ms, im2col forward and
+backward 45.5 ms. At batch 64, in one run on a loaded machine: `nn.Conv` 124 ms, im2col VJP
+162 ms, xla_stencil 108 ms (the train_throughput CNN, norm=None: 97 / 132 / 78 ms). Alone,
+XLA's forward convolution with one input channel took ~10x the stencil's time (7.6 vs
+0.75 ms at [64, 101, 40] -> 16 channels). So "auto" is "xla_stencil" on CPU.
 What did cost on CPU was around the convolutions: `nn.max_pool`'s gradient (select-and-
 scatter; the step took 1.9x as long, hence `max_pool` here) and a layer norm over 16-64
 channels at every position (hence `norm="layer"` normalises the whole map).
@@ -191,8 +195,9 @@ CONVS: Mapping[str, ConvFn] = {
 
 
 # The fastest formulation per backend, measured with benchmarks/conv_bench.py; re-measure
-# when jax changes (with jax 0.10.2 on a 2-core CPU, nn.Conv beat the im2col VJP by 1.25x).
-AUTO_CONV: Mapping[str, str] = {"cpu": "xla", "gpu": "xla", "tpu": "xla"}
+# when jax changes (jax 0.10.2, 2-core CPU, batch 64: xla_stencil 1.15-1.25x nn.Conv's speed,
+# nn.Conv 1.3x the im2col VJP's). GPU and TPU not measured: XLA's own convolution there.
+AUTO_CONV: Mapping[str, str] = {"cpu": "xla_stencil", "gpu": "xla", "tpu": "xla"}
 
 
 def resolve_conv(conv: str | ConvFn) -> str | ConvFn:
