@@ -23,6 +23,7 @@ class Recorder:
     tasks: tuple[Task, ...]
     manager: Any
     writer: Any
+    seed: int = 0
     last_reports: dict = dataclasses.field(default_factory=dict)
 
     @classmethod
@@ -56,7 +57,7 @@ class Recorder:
             run.checkpoints, max_to_keep=max_to_keep, keep_best=keep_best,
             best_mode=early_stopping.metric_mode(keep_best) if keep_best else "min",
         )
-        return cls(run, tuple(tasks), manager, writer=None)
+        return cls(run, tuple(tasks), manager, writer=None, seed=int(config.get("seed", 0)))
 
     def restore(self, state) -> tuple[Any, list[dict]] | None:
         """(state, history) after the last complete epoch, or None for a new run.
@@ -91,7 +92,15 @@ class Recorder:
         for split, split_reports in reports.items():
             runs.write_reports(self.run, epoch, split, split_reports)
         runs.write_history(self.run, history)
-        checkpoints.save(self.manager, epoch, state, {"epoch": epoch, "history": history})
+        meta = {
+            "epoch": epoch,
+            "history": history,
+            # every key of the run derives from the seed: batches from (seed, epoch), the
+            # step's dropout and combiner keys from (seed, step)
+            "seed": self.seed,
+            "schedule_position": {"next_epoch": epoch + 1, "step": int(state.step)},
+        }
+        checkpoints.save(self.manager, epoch, state, meta)
         self.last_reports = reports
 
     def close(self, history: list[dict]) -> None:
