@@ -126,7 +126,8 @@ class _Extraction:
         return np.ascontiguousarray(self._compute(signal), dtype=np.float32)
 
     def _compute(self, signal: np.ndarray) -> np.ndarray:
-        raise NotImplementedError
+        """float32 [T, F] features of a mono signal at `self.sample_rate`; each class has one."""
+        raise TypeError(f"{type(self).__name__} defines no feature computation (_compute)")
 
 
 # ---------------------------------------------------------------------------------------------
