@@ -13,6 +13,8 @@ hop), for each way of computing its convolutions:
   im2col_autodiff  forward as an im2col matmul, gradients by plain autodiff
   xla_stencil      `conv_xla_stencil` (conv="xla_stencil"): the first layer (Cin=1) forward
                    as 9 shifted multiply-adds, its gradients and every other layer XLA's
+  stencil_block    conv="stencil_block": as xla_stencil, and with --norm none the whole
+                   first block (conv, bias, relu, max-pool) as `conv_relu_pool_stencil`
   xla_conv_nn_max_pool  plain `nn.Conv` with `nn.max_pool` in place of the model's
                    reshape-and-max pooling (for scale: select-and-scatter is slow on CPU)
   xla_conv_ynn     plain `nn.Conv` in a subprocess with
@@ -26,7 +28,9 @@ here)}. Each custom formulation is first checked against `lax.conv_general_dilat
 rounds so that load from other processes falls on all of them alike.
 
 Usage: python benchmarks/conv_bench.py [--steps 40] [--rounds 4] [--only NAME ...]
-         [--batch 32 --frames 101 --bands 40] [--channels 32,64,64,64]
+         [--batch 32 --frames 101 --bands 40] [--channels 32,64,64,64] [--norm none]
+         [--dropout 0.0]   (the model's defaults: norm "layer", dropout 0.1; the
+         train_throughput CNN is --batch 64 --norm none --dropout 0)
 """
 
 from __future__ import annotations
@@ -131,6 +135,7 @@ FORMULATIONS = {
     "im2col_matmul": conv_matmul,
     "im2col_autodiff": conv_matmul_autodiff,
     "xla_stencil": "xla_stencil",
+    "stencil_block": "stencil_block",
     "xla_conv_nn_max_pool": "xla",
 }
 
@@ -178,9 +183,12 @@ def make_step(model, tasks):
     return step, optimizer
 
 
+MODEL_OPTIONS: dict = {}  # norm / dropout from the command line, for every formulation
+
+
 def setup(conv, batch: int, frames: int, bands: int, channels: tuple[int, ...] | None = None):
     tasks = tuple(Task(f"task{k}", tuple(f"c{i}" for i in range(10))) for k in range(6))
-    sizes = {} if channels is None else {"channels": channels}
+    sizes = dict(MODEL_OPTIONS) | ({} if channels is None else {"channels": channels})
     model = HardSharingCNN(tasks, conv=conv, **sizes)
     kx, ky, kp = jax.random.split(jax.random.key(0), 3)
     x = jax.random.normal(kx, (batch, frames, bands))
@@ -235,6 +243,8 @@ def ynn_subprocess(args) -> float | None:
     cmd = [sys.executable, __file__, "--child", "--steps", str(args.steps), "--rounds", "1"]
     cmd += ["--batch", str(args.batch), "--frames", str(args.frames), "--bands", str(args.bands)]
     cmd += ["--channels", args.channels] if args.channels else []
+    cmd += ["--norm", args.norm] if args.norm else []
+    cmd += ["--dropout", str(args.dropout)] if args.dropout is not None else []
     proc = subprocess.run(cmd, check=False, env=env, capture_output=True, text=True)
     if proc.returncode != 0:
         print(f"xla_conv_ynn skipped: {proc.stderr.strip()[-300:]}", file=sys.stderr)
@@ -250,10 +260,16 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=101)
     parser.add_argument("--bands", type=int, default=40)
     parser.add_argument("--channels", default=None, help="e.g. 32,64,64,64 (default: model's)")
+    parser.add_argument("--norm", choices=["layer", "batch", "none"], default=None)
+    parser.add_argument("--dropout", type=float, default=None)
     parser.add_argument("--only", nargs="*", default=None)
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     shape = (args.batch, args.frames, args.bands)
+    if args.norm is not None:
+        MODEL_OPTIONS["norm"] = None if args.norm == "none" else args.norm
+    if args.dropout is not None:
+        MODEL_OPTIONS["dropout"] = args.dropout
     channels = tuple(int(c) for c in args.channels.split(",")) if args.channels else None
     if args.child:
         ms = measure(["xla_conv"], args.steps, 1, *shape, channels=channels)["xla_conv"]
@@ -269,9 +285,12 @@ def main() -> None:
         if ynn is not None:
             step_ms["xla_conv_ynn"] = ynn
     base = step_ms["xla_conv"]
-    auto = {"xla": "xla_conv", "im2col": "im2col_vjp", "xla_stencil": "xla_stencil"}[
-        models.resolve_conv("auto")
-    ]
+    auto = {
+        "xla": "xla_conv",
+        "im2col": "im2col_vjp",
+        "xla_stencil": "xla_stencil",
+        "stencil_block": "stencil_block",
+    }[models.resolve_conv("auto")]
     for name, ms in step_ms.items():
         line = {"name": name, "step_ms": round(ms, 2), "ratio_vs_xla_conv": round(base / ms, 2)}
         line |= {"backend": jax.default_backend(), "auto": name == auto}

@@ -12,14 +12,19 @@ so a checkpoint restores into any model built with the same tasks and sizes.
 Convolutions. `HardSharingCNN(conv=...)` picks how its convolutions run: "xla" (`nn.Conv`),
 "im2col" (`conv_im2col`: a custom VJP whose kernel gradient is one im2col matmul),
 "xla_stencil" (`conv_xla_stencil`: XLA's convolutions and gradients, except the first
-layer's forward pass, Cin=1, as 9 shifted multiply-adds) or "auto", the fastest measured on
-the backend (`AUTO_CONV`). All have the same parameters, so a checkpoint moves between them.
+layer's forward pass, Cin=1, as 9 shifted multiply-adds), "stencil_block" (xla_stencil, and
+with norm=None the whole first block, conv -> relu -> max-pool, as one custom VJP,
+`conv_relu_pool_stencil`, that keeps no [B, T, F, C] map for the backward pass) or "auto",
+the fastest measured on the backend (`AUTO_CONV`). All have the same parameters, so a checkpoint moves between them.
 Measured with `benchmarks/conv_bench.py` (jax 0.10.2, 2-core CPU, train step of the default
 CNN, batch 32 x [101, 40]): `nn.Conv` 34.6 ms, im2col custom VJP 43.4 ms, im2col forward and
 backward 45.5 ms. At batch 64, in one run on a loaded machine: `nn.Conv` 124 ms, im2col VJP
 162 ms, xla_stencil 108 ms (the train_throughput CNN, norm=None: 97 / 132 / 78 ms). Alone,
 XLA's forward convolution with one input channel took ~10x the stencil's time (7.6 vs
-0.75 ms at [64, 101, 40] -> 16 channels). So "auto" is "xla_stencil" on CPU.
+0.75 ms at [64, 101, 40] -> 16 channels). Fusing the first block (norm=None) took the
+train_throughput CNN step from 55.0 to 44.6 ms (conv_bench --batch 64 --norm none
+--dropout 0, same run; the block's own gradients 19.6 -> 4.5 ms). So "auto" is
+"stencil_block" on CPU.
 What did cost on CPU was around the convolutions: `nn.max_pool`'s gradient (select-and-
 scatter; the step took 1.9x as long, hence `max_pool` here) and a layer norm over 16-64
 channels at every position (hence `norm="layer"` normalises the whole map).
@@ -138,6 +143,7 @@ def _conv_im2col_bwd(residuals, g_BxHxWxO):
 
 conv_im2col.defvjp(_conv_im2col_fwd, _conv_im2col_bwd)
 
+
 def _conv_taps(x: jax.Array, kernel: jax.Array) -> jax.Array:
     """`conv_xla` for one input channel as kh*kw shifted multiply-adds (elementwise)."""
     kh, kw, _, _ = kernel.shape
@@ -187,17 +193,125 @@ def conv_xla_stencil(x: jax.Array, kernel: jax.Array) -> jax.Array:
     return conv_xla(x, kernel)
 
 
+def _pool_geometry(h: int, w: int, pool: int) -> tuple[int, int, int, int]:
+    """`max_pool`'s windows: (ph, pw, H // ph, W // pw), an axis shorter than `pool` unpooled."""
+    ph, pw = (pool if n >= pool else 1 for n in (h, w))
+    return ph, pw, h // ph, w // pw
+
+
+def _phase_taps(x, kernel, bias, pool):
+    """conv(x, kernel) + bias at each position of each pool window, one map per phase.
+
+    Phase (u, v) is the window's row u, column v: [B, H // ph, W // pw, Cout] for the
+    output pixels (ph*p + u, pw*q + v) of full windows. Each is kh*kw multiply-adds of a
+    strided slice of the zero-padded one-channel x (the same sums, in the same order, as
+    `_conv_taps`). Returns the ph*pw maps and, per phase, the kh*kw slices [B, P, Q].
+    """
+    _, h, w, _ = x.shape
+    kh, kw = kernel.shape[:2]
+    ph, pw, p, q = _pool_geometry(h, w, pool)
+    xp_BxHpxWp = jnp.pad(x[..., 0], ((0, 0), _same_pads(kh), _same_pads(kw)))
+    zs, taps = [], []
+    for u in range(ph):
+        for v in range(pw):
+            z, cols = None, []
+            for i in range(kh):
+                for j in range(kw):
+                    rows = slice(u + i, u + i + ph * (p - 1) + 1, ph)
+                    col_BxPxQ = xp_BxHpxWp[:, rows, v + j : v + j + pw * (q - 1) + 1 : pw]
+                    cols.append(col_BxPxQ)
+                    term = col_BxPxQ[..., None] * kernel[i, j, 0].reshape(1, 1, 1, -1)
+                    z = term if z is None else z + term
+            zs.append(z + bias.reshape(1, 1, 1, -1))
+            taps.append(cols)
+    return zs, taps
+
+
+def _max_of(zs):
+    m = zs[0]
+    for z in zs[1:]:
+        m = jnp.maximum(m, z)
+    return m
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
+def conv_relu_pool_stencil(
+    x: jax.Array, kernel: jax.Array, bias: jax.Array, pool: int
+) -> jax.Array:
+    """`max_pool(relu(conv_xla(x, kernel) + bias), pool)` for a one-channel x, fused.
+
+    The CNN's first block without normalisation. The forward pass computes the
+    pre-activation once per pool phase (`_phase_taps`: all maps [B, T/ph, F/pw, Cout], no
+    full-resolution map and no window reshape) and takes their maximum; relu commutes with
+    it. Only x, kernel and bias are kept for the backward pass, which recomputes the
+    phases and routes the output gradient as `max_pool`'s autodiff does (split equally
+    among the tied maxima of relu's output; none where that maximum is 0, where relu's
+    gradient is 0). The kernel gradient is, per tap, a contraction of the x slices with
+    the phase gradients; the bias gradient a sum. The input gradient (XLA's convolution
+    transpose) is dropped by XLA when x needs none, as for data. Values and gradients
+    equal the unfused block's up to float32 rounding.
+
+    Args:
+      x: float32 [B, H, W, 1].
+      kernel: float32 [kh, kw, 1, Cout].
+      bias: float32 [Cout].
+      pool: `max_pool`'s window and stride.
+
+    Returns:
+      float32 [B, H // ph, W // pw, Cout], as `max_pool`.
+    """
+    return jnp.maximum(_max_of(_phase_taps(x, kernel, bias, pool)[0]), 0.0)
+
+
+def _crp_fwd(x, kernel, bias, pool):
+    return conv_relu_pool_stencil(x, kernel, bias, pool), (x, kernel, bias)
+
+
+def _crp_bwd(pool, residuals, g_BxPxQxO):
+    x, kernel, bias = residuals
+    b, h, w, _ = x.shape
+    cout = kernel.shape[-1]
+    ph, pw, p, q = _pool_geometry(h, w, pool)
+    zs, taps = _phase_taps(x, kernel, bias, pool)
+    m = _max_of(zs)
+    hits = [z == m for z in zs]
+    count = functools.reduce(jnp.add, [hit.astype(g_BxPxQxO.dtype) for hit in hits])
+    g_at_max = jnp.where(m > 0, g_BxPxQxO / count, 0.0)
+    dzs = [jnp.where(hit, g_at_max, 0.0) for hit in hits]
+    # Per phase one matmul, x slices [kh*kw, B*P*Q] @ gradient [B*P*Q, Cout] (4.5 ms for
+    # the block's gradients at [64, 101, 40] -> 16, 2-core CPU; one small contraction per
+    # tap and phase: 10 ms). Not sums of products: XLA CPU (jax 0.10.2) miscompiled a fused
+    # multiply-reduce of shifted x slices with the pooled gradient (one tap came out wrong).
+    dk = functools.reduce(
+        jnp.add, [jnp.einsum("kbpq,bpqc->kc", jnp.stack(cols), dz) for cols, dz in zip(taps, dzs)]
+    ).reshape(kernel.shape)
+    db = functools.reduce(jnp.add, [dz.sum(axis=(0, 1, 2)) for dz in dzs])
+    dz_BxHxWxO = (
+        jnp.stack(dzs)
+        .reshape(ph, pw, b, p, q, cout)
+        .transpose(2, 3, 0, 4, 1, 5)
+        .reshape(b, p * ph, q * pw, cout)
+    )
+    dz_BxHxWxO = jnp.pad(dz_BxHxWxO, ((0, 0), (0, h - p * ph), (0, w - q * pw), (0, 0)))
+    return _input_grad(dz_BxHxWxO, kernel), dk, db
+
+
+conv_relu_pool_stencil.defvjp(_crp_fwd, _crp_bwd)
+
+
 CONVS: Mapping[str, ConvFn] = {
     "xla": conv_xla,
     "im2col": conv_im2col,
     "xla_stencil": conv_xla_stencil,
+    # xla_stencil, with a first block that has no norm as `conv_relu_pool_stencil`
+    "stencil_block": conv_xla_stencil,
 }
 
 
 # The fastest formulation per backend, measured with benchmarks/conv_bench.py; re-measure
 # when jax changes (jax 0.10.2, 2-core CPU, batch 64: xla_stencil 1.15-1.25x nn.Conv's speed,
-# nn.Conv 1.3x the im2col VJP's). GPU and TPU not measured: XLA's own convolution there.
-AUTO_CONV: Mapping[str, str] = {"cpu": "xla_stencil", "gpu": "xla", "tpu": "xla"}
+# nn.Conv 1.3x the im2col VJP's; with norm=None stencil_block ~1.2x xla_stencil's). GPU and TPU not measured: XLA's own convolution there.
+AUTO_CONV: Mapping[str, str] = {"cpu": "stencil_block", "gpu": "xla", "tpu": "xla"}
 
 
 def resolve_conv(conv: str | ConvFn) -> str | ConvFn:
@@ -236,6 +350,25 @@ class Conv2D(nn.Module):
         kernel = self.param("kernel", nn.initializers.lecun_normal(), shape, jnp.float32)
         bias = self.param("bias", nn.initializers.zeros_init(), (self.features,), jnp.float32)
         return self.conv(x, kernel) + bias.reshape(1, 1, 1, -1)
+
+
+class ConvReluPool(nn.Module):
+    """`Conv2D` -> relu -> `max_pool` of a one-channel input as `conv_relu_pool_stencil`.
+
+    Its parameters are `Conv2D`'s (and `nn.Conv`'s): `kernel` [kh, kw, 1, Cout], `bias`
+    [Cout], so it stands in for the first block's `shared_conv0` in any checkpoint.
+    """
+
+    features: int
+    kernel_size: tuple[int, int]
+    pool: int
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        shape = (*self.kernel_size, x.shape[-1], self.features)
+        kernel = self.param("kernel", nn.initializers.lecun_normal(), shape, jnp.float32)
+        bias = self.param("bias", nn.initializers.zeros_init(), (self.features,), jnp.float32)
+        return conv_relu_pool_stencil(x, kernel, bias, self.pool)
 
 
 def max_pool(x: jax.Array, pool: int) -> jax.Array:
@@ -425,7 +558,8 @@ class HardSharingCNN(nn.Module):
       head_hidden: widths of each task's hidden layers.
       global_pool: "time" (mean over time, frequency kept) or "all" (mean over both).
       conv: "auto" (the fastest measured on the backend, `AUTO_CONV`), "xla" (`nn.Conv`),
-        "im2col" (`conv_im2col`) or a function `(x [B,H,W,Cin], kernel) -> [B,H,W,Cout]`
+        "im2col" (`conv_im2col`), "xla_stencil" (`conv_xla_stencil`), "stencil_block"
+        (xla_stencil; with norm=None the first block as `ConvReluPool`) or a function `(x [B,H,W,Cin], kernel) -> [B,H,W,Cout]`
         ('SAME', stride 1). The parameters are the same whichever runs.
     """
 
@@ -466,6 +600,9 @@ class HardSharingCNN(nn.Module):
         h = x[..., None]  # [B, T, F, 1]
         for i, width in enumerate(self.channels):
             name = f"shared_conv{i}"
+            if conv == "stencil_block" and self.norm is None and h.shape[-1] == 1:
+                h = ConvReluPool(width, size, self.pool, name=name)(h)
+                continue
             if conv == "xla":
                 h = nn.Conv(width, size, padding="SAME", name=name)(h)
             else:

@@ -206,10 +206,92 @@ def test_every_conv_has_the_same_parameters_and_outputs():
     )
 
 
+def unfused_block(x, kernel, bias, pool):
+    return max_pool(nn.relu(lax_conv(x, kernel) + bias.reshape(1, 1, 1, -1)), pool)
+
+
+@pytest.mark.parametrize(
+    "x_shape, kernel_shape, pool",
+    [
+        ((2, 11, 7, 1), (3, 3, 1, 8), 2),  # T and F not divisible by the pool
+        ((3, 9, 10, 1), (3, 3, 1, 5), 3),
+        ((2, 1, 5, 1), (3, 3, 1, 4), 2),  # T shorter than the pool: only F pooled
+        ((2, 6, 1, 1), (2, 4, 1, 3), 2),  # F shorter; an even, non-square kernel
+        ((1, 1, 1, 1), (3, 3, 1, 2), 2),  # nothing pooled
+        ((2, 8, 8, 1), (3, 3, 1, 4), 1),
+    ],
+)
+def test_fused_first_block_equals_conv_relu_pool_and_its_gradients(x_shape, kernel_shape, pool):
+    x = features(x_shape, seed=1)
+    kernel = features(kernel_shape, seed=2)
+    bias = 0.3 * features(kernel_shape[3:], seed=3)
+    r = features(unfused_block(x, kernel, bias, pool).shape, seed=4)
+
+    def value_and_grads(block, x, kernel, bias):
+        loss = lambda *a: jnp.sum(block(*a, pool) * r)
+        return block(x, kernel, bias, pool), jax.grad(loss, (0, 1, 2))(x, kernel, bias)
+
+    want = jax.jit(functools.partial(value_and_grads, unfused_block))(x, kernel, bias)
+    got = jax.jit(functools.partial(value_and_grads, models.conv_relu_pool_stencil))(
+        x, kernel, bias
+    )
+    eager = value_and_grads(models.conv_relu_pool_stencil, x, kernel, bias)
+    for result in (got, eager):
+        jax.tree.map(
+            lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5), result, want
+        )
+
+
+@pytest.mark.parametrize("bias_value", [0.5, 0.0, -0.5])
+def test_fused_first_block_splits_tied_maxima_as_max_pool_does(bias_value):
+    x = np.zeros((2, 6, 8, 1), np.float32)  # every window ties: conv + bias = bias
+    x[0, 2:4, 2:4, 0] = 1.0
+    kernel = np.zeros((3, 3, 1, 3), np.float32)
+    kernel[1, 1, 0] = (1.0, 0.0, -1.0)
+    bias = np.full(3, bias_value, np.float32)
+    r = features((2, 3, 4, 3), seed=5)
+
+    def grads(block):
+        return jax.grad(lambda *a: jnp.sum(block(*a, 2) * r), (0, 1, 2))(x, kernel, bias)
+
+    want = jax.jit(lambda: grads(unfused_block))()
+    got = jax.jit(lambda: grads(models.conv_relu_pool_stencil))()
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), got, want)
+
+
+def test_stencil_block_model_equals_unfused_model():
+    x = features((4, 21, 17))
+    fused = HardSharingCNN(TASKS, conv="stencil_block", norm=None, **SMALL_CNN)
+    unfused = HardSharingCNN(TASKS, conv="xla_stencil", norm=None, **SMALL_CNN)
+    plain = HardSharingCNN(TASKS, conv="xla", norm=None, **SMALL_CNN)
+    trees = [jax.tree.map(jnp.shape, variable_shapes(m, x)) for m in (fused, unfused, plain)]
+    assert trees[0] == trees[1] == trees[2]
+    params = init_variables(plain, jax.random.key(0), x)["params"]
+    params = jax.tree.map(lambda p: p + 0.05, params)  # non-zero biases
+
+    def outputs_and_grads(model):
+        def loss(p, x):
+            logits = model.apply({"params": p}, x)
+            return sum(jnp.sum(v**2) for v in logits.values()), logits
+
+        return jax.jit(jax.grad(loss, (0, 1), has_aux=True))(params, x)
+
+    (g_fused, gx_fused), got = outputs_and_grads(fused)
+    (g_unfused, gx_unfused), want = outputs_and_grads(unfused)
+    for name in want:
+        np.testing.assert_allclose(got[name], want[name], rtol=1e-5, atol=1e-5)
+    jax.tree.map(
+        lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5), g_fused, g_unfused
+    )
+    np.testing.assert_allclose(gx_fused, gx_unfused, rtol=1e-4, atol=1e-5)
+    jaxpr = str(jax.make_jaxpr(lambda p: fused.apply({"params": p}, x))(params))
+    assert "custom_vjp_call" in jaxpr  # the fused block ran
+
+
 def test_auto_conv_is_the_backends_measured_choice():
     assert models.resolve_conv("auto") == models.AUTO_CONV.get(jax.default_backend(), "xla")
     assert models.resolve_conv("auto") in CONVS
-    with pytest.raises(ValueError, match="known: auto, im2col, xla"):
+    with pytest.raises(ValueError, match="known: auto, im2col, stencil_block, xla"):
         HardSharingCNN(TASKS, conv="winograd")
 
 
