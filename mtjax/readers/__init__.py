@@ -19,7 +19,7 @@ from mtjax.readers.ravdess import RAVDESS
 from mtjax.readers.speech_commands import SpeechCommands
 from mtjax.readers.urbansound8k import UrbanSound8K
 
-__all__ = sorted([
+__all__ = [
     "ASVspoof2015",
     "AudioSetCsv",
     "CsvReader",
@@ -36,4 +36,4 @@ __all__ = sorted([
     "ReaderError",
     "SpeechCommands",
     "UrbanSound8K",
-])
+]

@@ -65,9 +65,7 @@ class ESC50:
         task = self._task(rows)
         for line, cells in rows:
             where = f"{META} line {line}"
-            fold = int_cell(cells["fold"], "fold", where)
-            if fold < 1:
-                raise ReaderError(f"{where}: fold {fold} is not one of 1, 2, ... (1-based)")
+            fold = fold_cell(cells["fold"], where)
             path = audio_path(self.root, f"audio/{cells['filename']}", where)
             yield Item(
                 path=str(path),
@@ -121,6 +119,14 @@ def audio_path(root: Path, relative: str, where: str) -> Path:
     if not path.is_file():
         raise ReaderError(f"{where}: audio file {relative!r} not found (looked for {path})")
     return path
+
+
+def fold_cell(cell: str, where: str) -> int:
+    """A 1-based fold number from a CSV cell; ReaderError naming `where` otherwise."""
+    fold = int_cell(cell, "fold", where)
+    if fold < 1:
+        raise ReaderError(f"{where}: fold {fold} is not one of 1, 2, ... (1-based)")
+    return fold
 
 
 def int_cell(cell: str, column: str, where: str) -> int:

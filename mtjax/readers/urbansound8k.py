@@ -23,7 +23,13 @@ from pathlib import Path
 
 from mtjax.readers.base import Item, ReaderError, existing_root
 from mtjax.readers.csv import Row, read_table
-from mtjax.readers.esc50 import audio_path, dataset_folder, int_cell, task_from_rows
+from mtjax.readers.esc50 import (
+    audio_path,
+    dataset_folder,
+    fold_cell,
+    int_cell,
+    task_from_rows,
+)
 from mtjax.tasks import Task
 
 META = "metadata/UrbanSound8K.csv"
@@ -63,9 +69,7 @@ class UrbanSound8K:
         task = self._task(rows)
         for line, cells in rows:
             where = f"{META} line {line}"
-            fold = int_cell(cells["fold"], "fold", where)
-            if fold < 1:
-                raise ReaderError(f"{where}: fold {fold} is not one of 1, 2, ... (1-based)")
+            fold = fold_cell(cells["fold"], where)
             path = audio_path(self.root, f"audio/fold{fold}/{cells['slice_file_name']}", where)
             source = cells["fsID"]
             try:
