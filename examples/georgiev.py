@@ -70,7 +70,7 @@ def demo_datasets(args) -> dict:
 def shared_folds(ds: mt.TaskDataset, k: int, *, seed: int) -> mt.TaskDataset:
     """`ds` with k predefined folds: stratified on its first task, grouped (by actor)."""
     folds = ds.folds.copy()
-    for i, (_, test) in enumerate(mt.folds.kfold(ds, k, seed=seed)):
+    for i, (_, test) in enumerate(mt.data.kfold(ds, k, seed=seed)):
         folds[test] = i
     return ds.replace(folds=folds)
 
@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
         if unknown:
             p.error(f"--datasets: unknown {unknown}; known: {', '.join(datasets)}")
         datasets = {n: datasets[n] for n in chosen}
-    print(mt.report.datasets_table(list(datasets.values())))
+    print(mt.data.datasets_table(list(datasets.values())))
 
     combinations = [
         c for r in range(1, len(datasets) + 1) for c in itertools.combinations(datasets, r)

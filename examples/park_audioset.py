@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
             data = mt.Split(train=data, test=read["test"])
     else:
         p.error("give --demo, or --audioset and --labels")
-    print(mt.report.datasets_table([data]))
+    print(mt.data.datasets_table([data]))
 
     split = next(mt.splits([data], prepare=[mt.frame("median"), mt.standardize(per="feature")]))
     run = mt.Run(args.out / "runs", "park/fold0")
@@ -137,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     report = reports[split.train.tasks[0].name]
     print()
     print(
-        mt.report.table(
+        mt.tables.table(
             ["label", "support", "precision", "recall", "F1"],
             [
                 [

@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
         " in brackets the difference to base\n"
     )
     print(
-        mt.report.table(
+        mt.tables.table(
             ["variation", *tasks],
             [
                 [name, *(cell(s.get(t), base.get(t), name == "base") for t in tasks)]

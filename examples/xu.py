@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
         datasets = list(_common.read_all(readers, mel, args, folds=folds).values())
     else:
         p.error("give --demo, or --scenes and --events")
-    print(mt.report.datasets_table(datasets))
+    print(mt.data.datasets_table(datasets))
 
     splits = mt.splits(
         datasets,

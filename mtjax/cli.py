@@ -13,61 +13,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
-import numpy as np
-
-import mtjax as mt
-from mtjax import demo, early_stopping, experiment, metrics, models, report
-
-
-def run_demo(
-    out: Path, *, seed: int = 0, folds: int = 5, n_jobs: int | None = None, epochs: int = 25
-) -> dict:
-    """Make, read and split the demo datasets, train on fold 0; returns the test reports."""
-    started = time.perf_counter()
-    paths = demo.make_demo(out / "data", seed=seed)
-    extraction = mt.features.LogMel(sample_rate=16000, n_fft=512, hop_length=160, n_mels=40)
-    datasets = [
-        mt.read(reader, extraction, cache=out / "cache", n_jobs=n_jobs)
-        for reader in demo.demo_readers(paths)
-    ]
-    print(report.datasets_table(datasets))
-    prepare = [mt.frame("median"), mt.standardize()]
-    splits = list(mt.splits(datasets, folds=folds, prepare=prepare, seed=seed))
-    print()
-    print(report.splits_table(splits))
-    print(f"\nfeatures {extraction.key}\ncache    {out / 'cache'}")
-
-    split = splits[0]
-    print(f"\ntraining a shared CNN on fold 0: {len(split.train)} clips, "
-          f"tasks {', '.join(t.name for t in split.train.tasks)}")
-    run = mt.runs.Run(out / "runs", "demo/fold0")
-    trained = mt.fit(
-        models.HardSharingCNN(split.train.tasks),
-        split.train,
-        split.test,
-        validation=split.validation if _covers_tasks(split.validation) else None,
-        epochs=epochs,
-        batch_size=32,
-        early_stop=early_stopping.patience("validation/loss", 6),
-        seed=seed,
-        run=run,
-    )
-    reports = mt.evaluate(trained, split.test)
-    print(f"\ntest metrics of fold 0 (best epoch {trained.best_epoch + 1} of "
-          f"{len(trained.history)}, chosen on validation):")
-    print(metrics.summary_table(reports, split.train.tasks))
-    print(f"\nrun folder  {run.path}  (config, history, reports/, plots/, checkpoints/)")
-    print(f"TensorBoard tensorboard --logdir {run.events}")
-    print(f"\ndone in {time.perf_counter() - started:.1f} s")
-    return reports
-
-
-def _covers_tasks(validation) -> bool:
-    """A predefined validation set drives early stopping only if it has every task."""
-    return validation is not None and bool(np.all(np.asarray(validation.has_task).any(0)))
+from mtjax.demo import job
+from mtjax.experiments import running as experiment
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -82,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     experiment.add_subcommands(commands)
     args = parser.parse_args(argv)
     if args.command == "demo":
-        run_demo(args.out, seed=args.seed, folds=args.folds, n_jobs=args.jobs, epochs=args.epochs)
+        job.run_demo(args.out, seed=args.seed, folds=args.folds, n_jobs=args.jobs, epochs=args.epochs)
         return 0
     return args.handler(args)
 

@@ -282,7 +282,7 @@ def test_windows_cut_rows_and_keep_their_clip(tmp_path):
 def test_windows_in_memory_chunked_equals_one_piece(monkeypatch):
     ds = numbered_dataset([8, 7, 6, 5, 4, 8])
     whole = data.windows(ds, 3, 1)
-    monkeypatch.setattr(data, "CHUNK_VALUES", 2 * 8 * 2)  # two source rows per piece
+    monkeypatch.setattr(arrays, "CHUNK_VALUES", 2 * 8 * 2)  # two source rows per piece
     np.testing.assert_array_equal(data.windows(ds, 3, 1).x, whole.x)
 
 
@@ -343,7 +343,7 @@ def test_fit_scaler_streams_chunks_stably_on_disk(tmp_path, monkeypatch):
     y = np.eye(3)[np.arange(50) % 3]
     ds = TaskDataset.from_arrays(x, y, [SOUND], lengths=rng.integers(1, 5, 50))
     disk = on_disk(ds, tmp_path)
-    monkeypatch.setattr(data, "CHUNK_VALUES", 3 * 4 * 2)  # 3 rows per chunk: 17 merges
+    monkeypatch.setattr(arrays, "CHUNK_VALUES", 3 * 4 * 2)  # 3 rows per chunk: 17 merges
     frames = valid_frames(ds)
     for per in ("feature", "cell"):
         memory, streamed = data.fit_scaler(ds, per=per), data.fit_scaler(disk, per=per)

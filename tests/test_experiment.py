@@ -283,7 +283,7 @@ def tiny(tmp_path_factory):
         return real(reader, extraction, **kwargs)
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(mt, "read", counting)
+        patch.setattr(mt.audio.cache, "read", counting)
         ran = ex.run_experiment(experiment, progress=False)
         ex.read_datasets(ex.expand(experiment)[0], progress=False)  # memoised: no new read
     return experiment, ran, reads

@@ -237,7 +237,7 @@ def test_index_mode_memory_stays_well_below_the_dataset_size(tmp_path):
         import json, numpy as np, psutil
         import mtjax as mt
         from mtjax.readers import FolderReader
-        mt.data.CHUNK_VALUES = 1 << 18          # 1 MiB chunks: memory follows the chunk size
+        mt.data.arrays.CHUNK_VALUES = 1 << 18          # 1 MiB chunks: memory follows the chunk size
         raw = mt.features.Raw(sample_rate=16000, frame_length=400, hop_length=400)
         rss = lambda: psutil.Process().memory_info().rss
         def read(in_memory):

@@ -11,6 +11,8 @@ import pytest
 
 import mtjax as mt
 from mtjax import arrays, batching, early_stopping, losses, train
+from mtjax.train import loop
+from mtjax.train import step as step_module
 from mtjax.tasks import Task
 
 WORD = Task("word", ("go", "stop", "yes"))
@@ -132,14 +134,14 @@ def test_absent_task_contributes_exactly_zero():
     data = three_datasets(n=40)
     model = SmallNet(data.tasks)
     tasks, fns = data.tasks, losses.loss_functions(data.tasks)
-    step = jax.jit(train.make_train_step(model, tasks, fns, losses.pcgrad()))
+    step = jax.jit(step_module.make_train_step(model, tasks, fns, losses.pcgrad()))
     variables = model.init(jax.random.key(0), jnp.asarray(data.x[:2]))
     combiner = losses.pcgrad()
-    state = train.TrainState.create(apply_fn=model.apply, tx=optax.adam(1e-3),
+    state = mt.train.TrainState.create(apply_fn=model.apply, tx=optax.adam(1e-3),
                                     params={"model": variables["params"], "combiner": {}},
                                     batch_stats={}, comb_state=combiner.init(3))
     rows = np.nonzero(data.dataset_id == 0)[0][:8]  # only the "word" dataset
-    batch = train.Batch(jnp.asarray(data.x[rows]), jnp.asarray(data.y[rows]),
+    batch = mt.train.Batch(jnp.asarray(data.x[rows]), jnp.asarray(data.y[rows]),
                         jnp.asarray(data.has_task[rows]), jnp.ones(8))
     new_state, out = step(state, batch, jax.random.key(1), jnp.int32(0))
     np.testing.assert_array_equal(out["present"], [True, False, False])
@@ -154,7 +156,7 @@ def test_absent_task_contributes_exactly_zero():
 def test_host_fed_epochs_equal_on_device_epochs(data, monkeypatch):
     trn, _ = data
     on_device = mt.train.fit(SmallNet(trn.tasks), trn, epochs=2, progress=False, early_stop=None)
-    monkeypatch.setattr(train, "DEVICE_BYTES", 0)
+    monkeypatch.setattr(loop, "DEVICE_BYTES", 0)
     host = mt.train.fit(SmallNet(trn.tasks), trn, epochs=2, progress=False, early_stop=None)
     close = jax.tree.map(lambda a, b: bool(np.allclose(a, b, rtol=1e-5, atol=1e-6)),
                          on_device.params, host.params)
@@ -164,7 +166,7 @@ def test_host_fed_epochs_equal_on_device_epochs(data, monkeypatch):
 def test_index_mode_data_trains(tmp_path, data):
     trn, tst = data
     np.save(tmp_path / "flat.npy", np.asarray(trn.x).reshape(-1, trn.x.shape[2]))
-    flat = mt.npyfile.NpyRows(tmp_path / "flat.npy")
+    flat = mt.data.npyfile.NpyRows(tmp_path / "flat.npy")
     offsets = np.arange(len(trn) + 1, dtype=np.int64) * trn.x.shape[1]
     lazy = trn.replace(x=arrays.DiskArray.from_source(arrays.RaggedSource(flat, offsets)))
     dense = mt.train.fit(SmallNet(trn.tasks), trn, epochs=2, progress=False, early_stop=None)
@@ -217,7 +219,7 @@ def test_bad_input_errors(data):
 def test_data_parallel_on_four_devices_equals_one_device(data, monkeypatch, stepwise):
     trn, _ = data
     assert len(jax.devices()) == 4  # conftest forces four CPU devices
-    monkeypatch.setattr(train, "scan_is_slow", lambda *args: stepwise)
+    monkeypatch.setattr(step_module, "scan_is_slow", lambda *args: stepwise)
     one = mt.train.fit(SmallNet(trn.tasks), trn, epochs=2, progress=False, early_stop=None)
     mesh = jax.sharding.Mesh(np.array(jax.devices()), ("data",))
     four = mt.train.fit(SmallNet(trn.tasks), trn, epochs=2, progress=False, early_stop=None,

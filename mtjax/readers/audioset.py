@@ -16,8 +16,8 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import NamedTuple
 
+from mtjax.readers import _tables
 from mtjax.readers.base import Item, ReaderError, existing_root
-from mtjax.readers.csv import SPLIT_NAMES, read_table
 from mtjax.readers.folder import audio_files
 from mtjax.tasks import Task
 
@@ -101,11 +101,11 @@ class AudioSetCsv:
         if isinstance(self.segments_csv, Mapping):
             pairs = []
             for split, file in self.segments_csv.items():
-                if str(split).lower() not in SPLIT_NAMES:
+                if str(split).lower() not in _tables.SPLIT_NAMES:
                     raise ValueError(
-                        f"segments_csv: split {split!r} is not one of {sorted(SPLIT_NAMES)}"
+                        f"segments_csv: split {split!r} is not one of {sorted(_tables.SPLIT_NAMES)}"
                     )
-                pairs.append((SPLIT_NAMES[str(split).lower()], str(file)))
+                pairs.append((_tables.SPLIT_NAMES[str(split).lower()], str(file)))
             if not pairs:
                 raise ValueError("segments_csv: an empty mapping")
             object.__setattr__(self, "segments_csv", tuple(pairs))
@@ -322,7 +322,7 @@ def read_ontology(path: Path, where: str) -> dict[str, str]:
 
 def read_class_index(path: Path, where: str) -> dict[str, str]:
     """mid -> display_name of an AudioSet `class_labels_indices.csv`, ordered by index."""
-    rows = read_table(path, where, ",", ["index", "mid", "display_name"])
+    rows = _tables.read_table(path, where, ",", ["index", "mid", "display_name"])
     entries = []
     seen: dict[str, int] = {}
     for line, cells in rows:

@@ -10,29 +10,14 @@ Errors name the manifest and the 1-based line of the row.
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
+from mtjax.readers import _tables
 from mtjax.readers.base import Item, ReaderError, existing_root, inside_root
 from mtjax.tasks import KINDS, LabelError, Task
-
-SPLIT_NAMES = {
-    "train": "train",
-    "training": "train",
-    "val": "validation",
-    "valid": "validation",
-    "validation": "validation",
-    "dev": "validation",
-    "test": "test",
-    "testing": "test",
-    "eval": "test",
-    "evaluation": "test",
-}
-
-Row = tuple[int, dict[str, str]]  # (1-based line, column -> stripped cell)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -125,7 +110,7 @@ class CsvReader:
             seen[clip_id] = line
             targets = {}
             for column, task in tasks.items():
-                labels = parse_labels(cells[column], task.kind, self._separator(column))
+                labels = _tables.parse_labels(cells[column], task.kind, self._separator(column))
                 if labels is None:
                     continue
                 if column in given:
@@ -168,15 +153,15 @@ class CsvReader:
             return self.separator.get(column)
         return self.separator
 
-    def _rows(self) -> list[Row]:
+    def _rows(self) -> list[_tables.Row]:
         needed = [self.path_column, *self._columns()]
         needed += [c for c in (self.split_column, self.fold_column, self.group_column) if c]
-        rows = read_table(self.root / self.manifest, str(self.manifest), self.delimiter, needed)
+        rows = _tables.read_table(self.root / self.manifest, str(self.manifest), self.delimiter, needed)
         if not rows:
             raise ReaderError(f"{self.manifest}: no rows after the header")
         return rows
 
-    def _tasks(self, rows: list[Row]) -> dict[str, Task]:
+    def _tasks(self, rows: list[_tables.Row]) -> dict[str, Task]:
         """Label column -> its task, given or inferred from every row's labels."""
         given = self._given_tasks()
         out = {}
@@ -187,18 +172,18 @@ class CsvReader:
             kind, separator = self._kind(column), self._separator(column)
             labels = set()
             for _, cells in rows:
-                labels.update(parse_labels(cells[column], kind, separator) or ())
+                labels.update(_tables.parse_labels(cells[column], kind, separator) or ())
             try:
                 out[column] = Task(column, tuple(sorted(labels)), kind)
             except ValueError as e:
                 raise ReaderError(f"{self.manifest}: column {column!r}: {e}") from e
         return out
 
-    def _folds(self, rows: list[Row]) -> list[int | None]:
+    def _folds(self, rows: list[_tables.Row]) -> list[int | None]:
         if self.fold_column is None:
             return [None] * len(rows)
         column = self.fold_column
-        values = [_integer(cells[column], f"{self.manifest} line {line}") for line, cells in rows]
+        values = [_tables._integer(cells[column], f"{self.manifest} line {line}") for line, cells in rows]
         index = {v: i for i, v in enumerate(sorted(set(values)))}
         return [index[v] for v in values]
 
@@ -207,11 +192,11 @@ class CsvReader:
             return None
         value = cells[self.split_column]
         try:
-            return SPLIT_NAMES[value.lower()]
+            return _tables.SPLIT_NAMES[value.lower()]
         except KeyError:
             raise ReaderError(
                 f"{where}: split {value!r} in column {self.split_column!r} is not one of"
-                f" {sorted(SPLIT_NAMES)} (any case)"
+                f" {sorted(_tables.SPLIT_NAMES)} (any case)"
             ) from None
 
     def _audio_path(self, cell: str, where: str) -> Path:
@@ -223,79 +208,3 @@ class CsvReader:
         return path
 
 
-def parse_labels(cell: str, kind: str, separator: str | None = None) -> tuple[str, ...] | None:
-    """Labels of one cell.
-
-    Args:
-      cell: the stripped cell text.
-      kind: the column's task kind.
-      separator: splits a multilabel cell; None: the whole cell is one label.
-
-    Returns:
-      a tuple of labels (deduplicated, in cell order); for a single-label kind an empty
-      cell gives None (not labelled), for multilabel an empty tuple (no label).
-    """
-    if kind != "multilabel":
-        return (cell,) if cell else None
-    parts = cell.split(separator) if separator else [cell]
-    return tuple(dict.fromkeys(p.strip() for p in parts if p.strip()))
-
-
-def read_table(path: Path, where: str, delimiter: str, needed: Sequence[str]) -> list[Row]:
-    """Rows of a CSV file with a header line, blank lines skipped.
-
-    Args:
-      path: the CSV file.
-      where: its name for error messages.
-      delimiter: the cell delimiter.
-      needed: columns that must be in the header.
-
-    Returns:
-      (1-based line, column -> cell stripped of surrounding spaces) for each row.
-    """
-    header, header_line, rows = None, 0, []
-    try:
-        with open(path, newline="", encoding="utf-8-sig") as f:
-            reader = csv.reader(f, delimiter=delimiter, skipinitialspace=True)
-            for cells in reader:
-                cells = [c.strip() for c in cells]
-                if not any(cells):
-                    continue
-                if header is None:
-                    header, header_line = cells, reader.line_num
-                    continue
-                if len(cells) != len(header):
-                    raise ReaderError(
-                        f"{where} line {reader.line_num}: {len(cells)} cells, the header has"
-                        f" {len(header)}"
-                    )
-                rows.append((reader.line_num, dict(zip(header, cells))))
-    except UnicodeDecodeError as e:
-        raise ReaderError(f"{where}: not UTF-8 text ({e})") from e
-    except csv.Error as e:
-        raise ReaderError(f"{where}: {e}") from e
-    if header is None:
-        raise ReaderError(f"{where}: empty manifest, no header line")
-    named = [c for c in header if c]
-    if len(set(named)) != len(named):
-        raise ReaderError(f"{where} line {header_line}: a column name repeats in {header}")
-    for column in needed:
-        if column not in header:
-            raise ReaderError(
-                f"{where} line {header_line}: no column {column!r}; columns present: {named}"
-            )
-    return rows
-
-
-def _integer(cell: str, where: str) -> int:
-    try:
-        return int(cell)
-    except ValueError:
-        pass
-    try:
-        value = float(cell)
-    except ValueError:
-        value = float("nan")
-    if not value.is_integer():
-        raise ReaderError(f"{where}: fold {cell!r} is not an integer")
-    return int(value)

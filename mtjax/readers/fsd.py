@@ -11,8 +11,8 @@ import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
 
+from mtjax.readers import _tables
 from mtjax.readers.base import Item, ReaderError, existing_root, inside_root
-from mtjax.readers.csv import Row, parse_labels, read_table
 from mtjax.tasks import Task
 
 # FSDKaggle2018 layouts: (meta CSV for train, meta CSV for test, train audio, test audio).
@@ -96,7 +96,7 @@ class FSDKaggle2018:
                 continue
             yield self._item(cells, train_audio, "train", task, where)
         needed = ["fname", "label"] + (["usage"] if self.public_as_validation else [])
-        for line, cells in read_table(self.root / test_csv, test_csv, ",", needed):
+        for line, cells in _tables.read_table(self.root / test_csv, test_csv, ",", needed):
             where = f"{test_csv} line {line}"
             usage = _usage(cells, where)
             if usage == "ignored":
@@ -117,14 +117,14 @@ class FSDKaggle2018:
             f" {KAGGLE2018_KAGGLE[0]!r} (Kaggle layout) found in {self.root}"
         )
 
-    def _train_rows(self, train_csv: str) -> list[Row]:
+    def _train_rows(self, train_csv: str) -> list[_tables.Row]:
         needed = ["fname", "label"] + (["manually_verified"] if self.verified_only else [])
-        rows = read_table(self.root / train_csv, train_csv, ",", needed)
+        rows = _tables.read_table(self.root / train_csv, train_csv, ",", needed)
         if not rows:
             raise ReaderError(f"{train_csv}: no rows after the header")
         return rows
 
-    def _task(self, train_csv: str, rows: list[Row]) -> Task:
+    def _task(self, train_csv: str, rows: list[_tables.Row]) -> Task:
         labels = set()
         for line, cells in rows:
             if not cells["label"]:
@@ -196,7 +196,7 @@ class FSD50K:
     def items(self) -> Iterator[Item]:
         """dev.csv rows (train and validation), then eval.csv rows (test), in CSV order."""
         task = self._task()
-        dev = read_table(self.root / FSD50K_DEV, FSD50K_DEV, ",", ["fname", "labels", "split"])
+        dev = _tables.read_table(self.root / FSD50K_DEV, FSD50K_DEV, ",", ["fname", "labels", "split"])
         for line, cells in dev:
             where = f"{FSD50K_DEV} line {line}"
             split = FSD50K_SPLITS.get(cells["split"].lower())
@@ -205,7 +205,7 @@ class FSD50K:
                     f"{where}: split {cells['split']!r} is not one of {list(FSD50K_SPLITS)}"
                 )
             yield self._item(cells, "FSD50K.dev_audio", split, task, where)
-        for line, cells in read_table(
+        for line, cells in _tables.read_table(
             self.root / FSD50K_EVAL, FSD50K_EVAL, ",", ["fname", "labels"]
         ):
             yield self._item(cells, "FSD50K.eval_audio", "test", task, f"{FSD50K_EVAL} line {line}")
@@ -219,7 +219,7 @@ class FSD50K:
             raise ReaderError(f"{FSD50K_VOCABULARY}: {e}") from e
 
     def _item(self, cells: dict[str, str], audio: str, split: str, task: Task, where: str) -> Item:
-        labels = parse_labels(cells["labels"], "multilabel", ",")
+        labels = _tables.parse_labels(cells["labels"], "multilabel", ",")
         for label in labels:
             if label not in task.labels:
                 raise ReaderError(

@@ -21,15 +21,8 @@ import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
 
+from mtjax.readers import _tables
 from mtjax.readers.base import Item, ReaderError, existing_root
-from mtjax.readers.csv import Row, read_table
-from mtjax.readers.esc50 import (
-    audio_path,
-    dataset_folder,
-    fold_cell,
-    int_cell,
-    task_from_rows,
-)
 from mtjax.tasks import Task
 
 META = "metadata/UrbanSound8K.csv"
@@ -54,7 +47,7 @@ class UrbanSound8K:
     name: str | None = None
 
     def __post_init__(self):
-        root = dataset_folder(existing_root(self.root, "UrbanSound8K"), META, ("UrbanSound8K",))
+        root = _tables.dataset_folder(existing_root(self.root, "UrbanSound8K"), META, ("UrbanSound8K",))
         object.__setattr__(self, "root", root)
         object.__setattr__(self, "name", self.name or "UrbanSound8K")
 
@@ -69,11 +62,11 @@ class UrbanSound8K:
         task = self._task(rows)
         for line, cells in rows:
             where = f"{META} line {line}"
-            fold = fold_cell(cells["fold"], where)
-            path = audio_path(self.root, f"audio/fold{fold}/{cells['slice_file_name']}", where)
+            fold = _tables.fold_cell(cells["fold"], where)
+            path = _tables.audio_path(self.root, f"audio/fold{fold}/{cells['slice_file_name']}", where)
             source = cells["fsID"]
             try:
-                source = str(int_cell(source, "fsID", where))
+                source = str(_tables.int_cell(source, "fsID", where))
             except ReaderError:
                 pass  # a non-numeric id is still an id
             yield Item(
@@ -84,11 +77,11 @@ class UrbanSound8K:
                 fold=fold - 1,
             )
 
-    def _rows(self) -> list[Row]:
-        rows = read_table(self.root / META, META, ",", COLUMNS)
+    def _rows(self) -> list[_tables.Row]:
+        rows = _tables.read_table(self.root / META, META, ",", COLUMNS)
         if not rows:
             raise ReaderError(f"{self.root / META}: no rows after the header")
         return rows
 
-    def _task(self, rows: list[Row]) -> Task:
-        return task_from_rows("class", rows, "classID", "class", META)
+    def _task(self, rows: list[_tables.Row]) -> Task:
+        return _tables.task_from_rows("class", rows, "classID", "class", META)

@@ -1,0 +1,120 @@
+"""The extraction base: field checks, the call, a `key` over every field, configs.
+
+An extraction is a frozen dataclass value; `ext(signal, sample_rate) -> float32 [T, F]`.
+Subclass `Extraction` for one of your own (see docs/cookbook.md).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import numbers
+from typing import Any
+
+import numpy as np
+
+from mtjax.audio import loading
+
+
+# ---------------------------------------------------------------------------------------------
+# Field checks: each returns the value in its canonical type (so `key` is canonical too).
+
+
+def integer(cls_name: str, field: str, value: Any, *, minimum: int = 1) -> int:
+    """`value` as an int >= `minimum`, else ValueError naming the class and field."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ValueError(f"{cls_name}: {field} must be an integer >= {minimum}, got {value!r}")
+    if not float(value).is_integer() or value < minimum:
+        raise ValueError(f"{cls_name}: {field} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def real(
+    cls_name: str, field: str, value: Any, *, minimum: float = 0.0, strict: bool = True
+) -> float:
+    """`value` as a finite float above `minimum` (or at it, when not `strict`)."""
+    bad = isinstance(value, bool) or not isinstance(value, numbers.Real)
+    if bad or not np.isfinite(value) or value < minimum or (strict and value == minimum):
+        bound = f"> {minimum}" if strict else f">= {minimum}"
+        raise ValueError(f"{cls_name}: {field} must be a finite number {bound}, got {value!r}")
+    return float(value)
+
+
+def boolean(cls_name: str, field: str, value: Any) -> bool:
+    """`value` as a bool (numpy bools too), else ValueError."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{cls_name}: {field} must be True or False, got {value!r}")
+    return bool(value)
+
+
+def optional(check, cls_name: str, field: str, value: Any, **kwargs) -> Any:
+    """None as is, anything else through `check`."""
+    return None if value is None else check(cls_name, field, value, **kwargs)
+
+
+def set_field(ext: Any, field: str, value: Any) -> None:
+    """Sets a field of a frozen dataclass, for canonicalising values in `__post_init__`."""
+    object.__setattr__(ext, field, value)
+
+
+# ---------------------------------------------------------------------------------------------
+# Common behaviour: call, key, config.
+
+
+class Extraction:
+    """Behaviour every extraction shares: the call, `key`, `to_config`, `min_seconds`.
+
+    Subclass it with a frozen dataclass that has a `sample_rate` field, a `min_samples`
+    property and a `_compute(signal [S]) -> [T, F]` method; `key` then covers every field.
+    """
+
+    @property
+    def key(self) -> str:
+        """`Name(field=repr,...)` over every field in declaration order; stable across runs."""
+        fields = ",".join(f"{f.name}={getattr(self, f.name)!r}" for f in dataclasses.fields(self))
+        return f"{type(self).__name__}({fields})"
+
+    def to_config(self) -> dict[str, Any]:
+        """`{"name": class name, field: value, ...}`; `from_config` turns it back."""
+        config = {"name": type(self).__name__}
+        config.update({f.name: getattr(self, f.name) for f in dataclasses.fields(self)})
+        return config
+
+    @property
+    def min_seconds(self) -> float:
+        """`min_samples` in seconds at `sample_rate`."""
+        return self.min_samples / self.sample_rate
+
+    def __call__(self, signal: np.ndarray, sample_rate: int) -> np.ndarray:
+        """Features of one mono signal.
+
+        Args:
+          signal: float `[S]`, mono, finite.
+          sample_rate: the signal's rate in Hz; resampled to `self.sample_rate` if different.
+
+        Returns:
+          float32 `[T, F]` (LogbankSummary: `[len(stats), n_filters]`).
+
+        Raises:
+          ValueError: the signal is not 1-D, holds NaN/inf, or is shorter than `min_samples`
+            (counted at `self.sample_rate`).
+        """
+        name = type(self).__name__
+        signal = np.asarray(signal, dtype=np.float32)
+        if signal.ndim != 1:
+            raise ValueError(
+                f"{name}: expected a mono signal [S], got shape {signal.shape}"
+                " (downmix with mtjax.audio.to_mono)"
+            )
+        if not np.isfinite(signal).all():
+            raise ValueError(f"{name}: the signal holds NaN or inf")
+        signal = loading.resample(signal, sample_rate, self.sample_rate)
+        if signal.shape[0] < self.min_samples:
+            raise ValueError(
+                f"{name}: signal too short: {signal.shape[0]} samples at {self.sample_rate} Hz,"
+                f" needs at least {self.min_samples}"
+            )
+        return np.ascontiguousarray(self._compute(signal), dtype=np.float32)
+
+    def _compute(self, signal: np.ndarray) -> np.ndarray:
+        """float32 [T, F] features of a mono signal at `self.sample_rate`; each class has one."""
+        raise TypeError(f"{type(self).__name__} defines no feature computation (_compute)")

@@ -1,0 +1,49 @@
+"""Plain-text summary tables of datasets and folds, for the terminal."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from mtjax.data.values import MultiTaskData, Split, TaskDataset
+from mtjax.tables import table
+
+
+def _parts(value: TaskDataset | Split) -> dict[str, TaskDataset]:
+    if isinstance(value, Split):
+        parts = {"train": value.train, "validation": value.validation, "test": value.test}
+        return {k: v for k, v in parts.items() if v is not None}
+    return {"all": value}
+
+
+def datasets_table(datasets: Sequence[TaskDataset | Split]) -> str:
+    """One row per dataset: tasks and kinds, clips per predefined part, how it is split."""
+    rows = []
+    for value in datasets:
+        parts = _parts(value)
+        first = next(iter(parts.values()))
+        tasks = ", ".join(f"{t.name} ({t.kind}, {len(t.labels)})" for t in first.tasks)
+        clips = " / ".join(f"{name} {len(part)}" for name, part in parts.items())
+        if isinstance(value, Split):
+            how = "predefined split"
+        elif np.any(first.folds >= 0):
+            how = f"{len(np.unique(first.folds[first.folds >= 0]))} predefined folds"
+        else:
+            how = "k-fold"
+        frames = max(part.x.shape[1] for part in parts.values())
+        rows.append([first.name, tasks, clips, how, f"[<={frames}, {first.x.shape[2]}]"])
+    return table(["dataset", "tasks (kind, labels)", "clips", "split", "features [T, F]"], rows)
+
+
+def splits_table(splits: Sequence[Split]) -> str:
+    """One row per fold: clips of each dataset in train / validation / test, and x's shape."""
+    rows = []
+    for fold, split in enumerate(splits):
+        train: MultiTaskData = split.train
+        for d, name in enumerate(train.datasets):
+            counts = []
+            for part in (split.train, split.validation, split.test):
+                counts.append("-" if part is None else str(int(np.sum(part.dataset_id == d))))
+            rows.append([fold, name, *counts, "x".join(str(s) for s in train.x.shape[1:])])
+    return table(["fold", "dataset", "train", "validation", "test", "features T x F"], rows)

@@ -1,0 +1,213 @@
+"""From datasets to (train, test) pairs: `splits` and the prepare steps it applies.
+
+A prepare step is made by a factory (`frame`, `windows`, `standardize`, `limit`) and is
+a function `Split -> Split`. It fits whatever it needs (a frame length, scaling
+statistics, a label sample) on `split.train` alone and applies the same thing to test
+and validation, so nothing learned from held-out rows reaches training.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping, Sequence
+
+import numpy as np
+
+from mtjax.data import arrays, ops, scaling, splitters, values
+from mtjax.data.scaling import Scaler
+from mtjax.data.values import MultiTaskData, Split, TaskDataset
+
+Step = Callable[[Split], Split]
+
+
+def frame(length: int | str = "median", *, start: str = "begin") -> Step:
+    """Prepare step: every row cut or zero-padded to one length (see `ops.frame`).
+
+    Args:
+      length: frames, or "median", "min" or "max" of the train rows' lengths.
+      start: "begin" keeps each row's first frames, "center" its middle ones.
+    """
+    ops.check_frame_length(length)
+    if start not in ("begin", "center"):
+        raise ValueError(f"frame: start must be 'begin' or 'center', got {start!r}")
+
+    def step(split: Split) -> Split:
+        n_frames = ops.frame_length(split.train, length)
+        return split.map(lambda ds: ops.frame(ds, n_frames, start=start))
+
+    return step
+
+
+def windows(length: int | str, hop: int | None = None) -> Step:
+    """Prepare step: every row cut into windows (see `ops.windows`); `clip` maps them back.
+
+    Args:
+      length: frames per window, or "median", "min" or "max" of the train rows' lengths.
+      hop: frames between window starts; default half the window (at least 1).
+    """
+    ops.check_frame_length(length)
+    if hop is not None and hop < 1:
+        raise ValueError(f"windows: hop must be >= 1, got {hop}")
+
+    def step(split: Split) -> Split:
+        n_frames = ops.frame_length(split.train, length)
+        n_hop = max(n_frames // 2, 1) if hop is None else hop
+        return split.map(lambda ds: ops.windows(ds, n_frames, n_hop))
+
+    return step
+
+
+def standardize(per: str = "feature", *, by_dataset: bool = False) -> Step:
+    """Prepare step: `(x - mean) / std` with statistics of the train rows alone.
+
+    Args:
+      per: "feature" or "cell" (see `scaling.fit_scaler`). Per cell needs one T on every
+        side: put it after `frame` or `windows`.
+      by_dataset: for MultiTaskData, separate statistics for each dataset, each fitted
+        on that dataset's train rows and applied to its rows on every side.
+    """
+    if per not in ("feature", "cell"):
+        raise ValueError(f"standardize: per must be 'feature' or 'cell', got {per!r}")
+
+    def step(split: Split) -> Split:
+        train = split.train
+        if not by_dataset or isinstance(train, TaskDataset):
+            scaler = scaling.fit_scaler(train, per=per)
+            return split.map(lambda ds: scaling.scale(ds, scaler))
+        scalers = {
+            name: scaling.fit_scaler(ops.subset(train, train.dataset_id == d), per=per)
+            for d, name in enumerate(train.datasets)
+            if np.any(train.dataset_id == d)
+        }
+        return split.map(lambda ds: _scale_by_dataset(ds, scalers))
+
+    return step
+
+
+def _scale_by_dataset(ds: MultiTaskData, scalers: Mapping[str, Scaler]) -> MultiTaskData:
+    """Each dataset's rows scaled with its own scaler, looked up by dataset name.
+
+    Raises:
+      ValueError if a dataset with rows has no scaler (it had no train rows).
+    """
+    groups = [(name, np.nonzero(ds.dataset_id == d)[0]) for d, name in enumerate(ds.datasets)]
+    groups = [(name, rows) for name, rows in groups if rows.size]
+    missing = [name for name, _ in groups if name not in scalers]
+    if missing:
+        raise ValueError(f"standardize: datasets {missing} have no train rows to fit a scaler on")
+    parts = [scaling.scale(ops.subset(ds, rows), scalers[name]) for name, rows in groups]
+    if not parts:
+        return ds
+    x = arrays.concat_rows([p.x for p in parts], [p.lengths for p in parts])
+    order = np.concatenate([rows for _, rows in groups])
+    return ds.replace(x=arrays.take(x, np.argsort(order)))
+
+
+def limit(
+    caps: int | Mapping[str, int], *, task: str | None = None, seed: int = 0
+) -> Step:
+    """Prepare step: at most `caps` train rows per label (see `ops.limit_labels`).
+
+    Test and validation are left whole.
+    """
+
+    def step(split: Split) -> Split:
+        return split.replace(train=ops.limit_labels(split.train, caps, task=task, seed=seed))
+
+    return step
+
+
+def splits(
+    datasets: Sequence[TaskDataset | MultiTaskData | Split],
+    *,
+    folds: int = 5,
+    prepare: Sequence[Step] = (),
+    seed: int = 0,
+) -> Iterator[Split]:
+    """One combined, prepared `Split` of MultiTaskData per fold.
+
+    Each element of `datasets` is either
+      - a dataset: split k-fold. Its own predefined folds when any `folds` value is >= 0
+        (then it must have exactly `folds` of them), else `splitters.kfold(ds, folds,
+        seed=seed)`, stratified on its first task;
+      - a `Split`: a predefined split, the same in every fold.
+    For fold i, the train parts of all datasets are `concat`enated, and so are the test
+    parts and the validation parts, then `prepare` steps run in order on the result.
+    Every side lists every dataset (a dataset without a test or validation part adds
+    zero rows), so train, test and validation share tasks, columns and `dataset_id`;
+    test (validation) is None when no dataset has one.
+
+    Args:
+      datasets: the datasets, in the order their tasks and rows are combined.
+      folds: k, for the datasets that are split.
+      prepare: steps `Split -> Split`, e.g. `[frame("median"), standardize()]`.
+      seed: k-fold seed.
+
+    Returns:
+      a lazy iterator of `folds` Splits, or of one when every element is a Split. Fold
+      assignments are checked (and computed) when `splits` is called, the data are
+      combined and prepared one fold at a time.
+    """
+    if isinstance(datasets, (TaskDataset, MultiTaskData, Split)):
+        datasets = [datasets]
+    datasets = list(datasets)
+    if not datasets:
+        raise ValueError("splits needs at least one dataset")
+    steps = tuple(prepare)
+    for s in steps:
+        if not callable(s):
+            raise TypeError(f"a prepare step is a function Split -> Split, got {s!r}")
+    plans: list[Split | tuple[TaskDataset | MultiTaskData, list]] = []
+    for ds in datasets:
+        if isinstance(ds, Split):
+            plans.append(ds)
+        elif isinstance(ds, (TaskDataset, MultiTaskData)):
+            plans.append((ds, _fold_pairs(ds, folds, seed)))
+        else:
+            raise TypeError(
+                f"splits takes TaskDataset, MultiTaskData or Split values, got {type(ds).__name__}"
+            )
+    n_splits = folds if any(isinstance(p, tuple) for p in plans) else 1
+    return _generate(plans, n_splits, steps)
+
+
+def _fold_pairs(ds: TaskDataset | MultiTaskData, folds: int, seed: int) -> list:
+    if not np.any(np.asarray(ds.folds) >= 0):
+        return splitters.kfold(ds, folds, seed=seed)
+    pairs = splitters.predefined_folds(ds)
+    if len(pairs) != folds:
+        name = ds.name if isinstance(ds, TaskDataset) else "+".join(ds.datasets)
+        raise ValueError(
+            f"dataset {name!r} has {len(pairs)} predefined folds but splits(..., folds={folds}); "
+            f"pass folds={len(pairs)}, or drop its folds with "
+            f"ds.replace(folds=np.full(len(ds), -1)) to split it {folds}-fold"
+        )
+    return pairs
+
+
+def _generate(plans: list, n_splits: int, steps: tuple[Step, ...]) -> Iterator[Split]:
+    for i in range(n_splits):
+        parts = [
+            p
+            if isinstance(p, Split)
+            else Split(train=ops.subset(p[0], p[1][i][0]), test=ops.subset(p[0], p[1][i][1]))
+            for p in plans
+        ]
+        split = Split(
+            train=values.concat([p.train for p in parts]),
+            test=_side(parts, "test"),
+            validation=_side(parts, "validation"),
+        )
+        for step in steps:
+            split = step(split)
+        yield split
+
+
+def _side(parts: list[Split], side: str) -> MultiTaskData | None:
+    """`concat` of every part's `side`, an empty slice of its train where it has none."""
+    if all(getattr(p, side) is None for p in parts):
+        return None
+    empty = np.zeros([0], np.int64)
+    sides = [getattr(p, side) for p in parts]
+    return values.concat(
+        [ops.subset(p.train, empty) if s is None else s for p, s in zip(parts, sides)]
+    )

@@ -1,0 +1,81 @@
+"""Writing files so that a killed process leaves the old file or the whole new one.
+
+The one atomic writer of the package: the feature cache (`mtjax.audio.cache`) and the run
+folder (`mtjax.runs`) both write through `write_atomic`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, Any
+
+
+def named_error(err: OSError, message: str) -> OSError:
+    """An OSError of the same kind (errno) as `err` with `message` before its reason."""
+    detail = err.strerror or str(err)
+    return (
+        OSError(err.errno, f"{message}: {detail}") if err.errno else OSError(f"{message}: {detail}")
+    )
+
+
+def writable_folder(path: Path) -> Path:
+    """`path` as a folder that exists and can be written, made with its parents if needed.
+
+    Raises:
+      OSError naming the folder (and the nearest existing parent when that is the cause).
+    """
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        if not os.access(path, os.W_OK | os.X_OK):
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES))
+    except OSError as err:
+        existing = next((p for p in (path, *path.parents) if p.exists()), None)
+        blocked = "" if existing in (None, path) else f" (nearest existing: {existing})"
+        raise named_error(err, f"cannot write into folder {path}{blocked}") from err
+    return path
+
+
+def write_atomic(
+    path: str | os.PathLike, write: Callable[[IO[bytes]], Any], *, durable: bool = True
+) -> Path:
+    """Calls `write(file)` on a fresh temporary file beside `path`, then renames it into place.
+
+    Concurrent writers of one path each write their own temporary file, so the last rename
+    wins with a whole file. `durable` also flushes the data to the disk before the rename,
+    so that the same holds after a power cut; the cache's part files skip that (it costs
+    more than extracting a clip) and are checked when they are reused.
+
+    Raises:
+      OSError naming `path` or its folder; whatever `write` raises (the temporary file
+      is removed either way).
+    """
+    path = Path(path)
+    folder = writable_folder(path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as err:
+        raise named_error(err, f"cannot write into folder {folder}") from err
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            if durable:
+                f.flush()
+                os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException as err:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        if isinstance(err, OSError):
+            raise named_error(err, f"cannot write {path}") from err
+        raise
+    return path
+
+
+def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    """`data` written atomically and durably at `path`."""
+    return write_atomic(path, lambda f: f.write(data))

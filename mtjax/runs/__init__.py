@@ -1,0 +1,52 @@
+"""Run folders: what a training run leaves on disk, and reading it back.
+
+folder (`Run`, config, history, reports: JSON through the one atomic writer) -> plots
+(PNG figures) -> events (TensorBoard) -> checkpoints (Orbax, per epoch) -> recorder (what
+`fit(run=...)` writes and resumes through `Run.recorder`) -> reevaluate (`mt.evaluate(run,
+data)`) -> compare (best and last epochs, folds, multi- vs single-task).
+
+Names are imported on first use: reading or comparing finished runs imports no JAX.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mtjax import _lazy
+
+_NAMES = {
+    "Run": "mtjax.runs.folder",
+    "CONFIG": "mtjax.runs.folder",
+    "HISTORY": "mtjax.runs.folder",
+    "file_part": "mtjax.runs.folder",
+    "read_config": "mtjax.runs.folder",
+    "read_history": "mtjax.runs.folder",
+    "read_reports": "mtjax.runs.folder",
+    "report_epochs": "mtjax.runs.folder",
+    "report_splits": "mtjax.runs.folder",
+    "write_config": "mtjax.runs.folder",
+    "write_history": "mtjax.runs.folder",
+    "write_reports": "mtjax.runs.folder",
+    "write_plots": "mtjax.runs.plots",
+    "open_events": "mtjax.runs.events",
+    "close_events": "mtjax.runs.events",
+    "log_epoch": "mtjax.runs.events",
+    "scalars": "mtjax.runs.events",
+    "Recorder": "mtjax.runs.recorder",
+    "evaluate_run": "mtjax.runs.reevaluate",
+    "model_from_run_config": "mtjax.runs.reevaluate",
+    "Comparison": "mtjax.runs.comparison",
+    "best_and_last": "mtjax.runs.comparison",
+    "compare": "mtjax.runs.comparison",
+    "compare_plot": "mtjax.runs.comparison",
+}
+
+__all__ = sorted(_NAMES)
+
+
+def __getattr__(name: str) -> Any:
+    return _lazy.attribute(globals(), name, _NAMES)
+
+
+def __dir__() -> list[str]:
+    return _lazy.names(globals(), __all__)

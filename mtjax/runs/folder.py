@@ -1,0 +1,219 @@
+"""Runs on disk: one folder per run, and the comparison of runs.
+
+`Run(root, name)` owns `root/name/`:
+
+  config.json                         what rebuilds the run (`write_config`)
+  history.json                        the trainer's records, one per epoch (`write_history`)
+  events/                             TensorBoard event files (`open_events`, `log_epoch`)
+  reports/epoch_003/test/{task}.json  an `evaluate` report per epoch, split and task
+  plots/*.png                         learning curves, scores, weights, confusion matrices
+  checkpoints/                        Orbax checkpoints (written by the trainer)
+
+Everything is JSON or PNG; nothing is ever pickled (a NaN is written as Python's json writes
+it, `NaN`, and read back as a float). Files are written to a temporary file in
+their folder and moved into place with `os.replace`, so a reader sees the old file or the new
+one, never half of one. Folders are made by the functions that write into them; one that
+cannot be made or written raises an OSError that names it.
+
+History records are `fit`'s: {"epoch", "seconds", "train": {"loss", "tasks": {name: loss},
+"weights": {name: weight}}, "validation"/"test": {"loss", "score", name: {"loss",
+"accuracy" or "micro_f1", "macro_f1"}}}.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import errno
+import json
+import operator
+import os
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+
+from mtjax import files
+from mtjax.tasks import Task
+
+CONFIG = "config.json"
+HISTORY = "history.json"
+_EPOCH_FOLDER = re.compile(r"epoch_(\d+)")
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+    """The folder `root/name` of one run; a value, nothing is made on disk until written.
+
+    Attributes:
+      root: the folder holding runs.
+      name: the run's folder under `root` (relative, may have several parts, no "..").
+    """
+
+    root: Path
+    name: str
+
+    def __post_init__(self):
+        object.__setattr__(self, "root", Path(self.root))
+        name = Path(self.name)
+        if not str(self.name) or name.is_absolute() or ".." in name.parts or name == Path("."):
+            raise ValueError(
+                f"run name {self.name!r} must be a relative folder under {self.root},"
+                " not empty, '.', absolute or with '..'"
+            )
+        object.__setattr__(self, "name", str(self.name))
+
+    @classmethod
+    def at(cls, path: str | os.PathLike) -> Run:
+        """The run whose folder is `path`."""
+        path = Path(path)
+        if path.name in ("", ".", ".."):
+            path = Path(os.path.abspath(path))
+        return cls(path.parent, path.name)
+
+    @property
+    def path(self) -> Path:
+        return self.root / self.name
+
+    @property
+    def events(self) -> Path:
+        return self.path / "events"
+
+    @property
+    def reports(self) -> Path:
+        return self.path / "reports"
+
+    @property
+    def plots(self) -> Path:
+        return self.path / "plots"
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.path / "checkpoints"
+
+    def recorder(self, config: Mapping[str, Any], tasks: Sequence[Task], **options: Any) -> Any:
+        """What `fit(run=self)` writes through: a `mtjax.runs.recorder.Recorder`, opened.
+
+        `fit` reaches the run folder only through this method, so `mtjax.train` imports
+        nothing from `mtjax.runs`.
+        """
+        from mtjax.runs import recorder  # imports JAX and Orbax; reading a run needs neither
+
+        return recorder.Recorder.open(self, dict(config), tasks, **options)
+
+    def evaluate(self, data: Any, **options: Any) -> dict:
+        """`mt.evaluate(run, data)`: see `mtjax.runs.reevaluate.evaluate_run`."""
+        from mtjax.runs import reevaluate  # imports JAX and Orbax; reading a run needs neither
+
+        return reevaluate.evaluate_run(self, data, **options)
+
+
+# Files.
+
+
+def _write_json(path: Path, value: Any) -> Path:
+    try:
+        text = json.dumps(value, indent=2)
+    except (TypeError, ValueError) as err:
+        raise TypeError(
+            f"{path}: only JSON values (dict, list, str, number, bool, None) can be written: {err}"
+        ) from None
+    return files.write_bytes(path, (text + "\n").encode())
+
+
+def _read_json(path: Path, what: str) -> Any:
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise FileNotFoundError(errno.ENOENT, f"no {what}: {path} does not exist") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path} is not valid JSON ({what}): {err}") from None
+
+
+def file_part(value: str, what: str) -> str:
+    """`value` if it can be one file or folder name (no separator, ".", ".."); else ValueError."""
+    if value in ("", ".", "..") or "/" in value or "\\" in value or "\0" in value:
+        raise ValueError(f"{what} {value!r} cannot name a file: no '/', '\\', NUL, '.' or '..'")
+    return value
+
+
+def write_config(run: Run, config: Mapping[str, Any]) -> Path:
+    """Writes `config.json` (JSON values only; tuples come back as lists); returns its path."""
+    if not isinstance(config, Mapping):
+        raise TypeError(f"a run's config is a dict, got {type(config).__name__}")
+    return _write_json(run.path / CONFIG, dict(config))
+
+
+def read_config(run: Run) -> dict:
+    """The run's `config.json`."""
+    return _read_json(run.path / CONFIG, "run config")
+
+
+def write_history(run: Run, history: Sequence[Mapping]) -> Path:
+    """Writes `history.json`, the list of per-epoch records; returns its path."""
+    return _write_json(run.path / HISTORY, [dict(r) for r in history])
+
+
+def read_history(run: Run) -> list[dict]:
+    """The run's `history.json`."""
+    return _read_json(run.path / HISTORY, "run history")
+
+
+# Reports.
+
+
+def report_folder(run: Run, epoch: int, split: str) -> Path:
+    """`reports/epoch_{epoch:03d}/{split}` of the run."""
+    epoch = operator.index(epoch)
+    if epoch < 0:
+        raise ValueError(f"epoch must be >= 0, got {epoch}")
+    return run.reports / f"epoch_{epoch:03d}" / file_part(split, "split")
+
+
+def write_reports(run: Run, epoch: int, split: str, reports: Mapping[str, Mapping]) -> Path:
+    """Writes one JSON file per task, `{task}.json`, under `report_folder`; returns the folder.
+
+    Args:
+      run: the run.
+      epoch: the epoch the reports are of (0-based, as in the history).
+      split: "validation", "test" or any split name.
+      reports: task name -> report (`mtjax.metrics.evaluation_report`).
+    """
+    folder = report_folder(run, epoch, split)
+    names = [file_part(name, "task name") for name in reports]
+    files.writable_folder(folder)
+    for name in names:
+        _write_json(folder / f"{name}.json", reports[name])
+    return folder
+
+
+def report_epochs(run: Run) -> list[int]:
+    """The epochs that have reports, ascending."""
+    if not run.reports.is_dir():
+        return []
+    found = (_EPOCH_FOLDER.fullmatch(p.name) for p in run.reports.iterdir() if p.is_dir())
+    return sorted(int(m.group(1)) for m in found if m)
+
+
+def report_splits(run: Run, epoch: int) -> list[str]:
+    """The splits that have reports at `epoch`, sorted."""
+    folder = run.reports / f"epoch_{operator.index(epoch):03d}"
+    return sorted(p.name for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
+
+
+def read_reports(run: Run, epoch: int, split: str) -> dict[str, dict]:
+    """Task name -> report, as written by `write_reports` (tasks in name order)."""
+    folder = report_folder(run, epoch, split)
+    if not folder.is_dir():
+        raise FileNotFoundError(
+            errno.ENOENT,
+            f"no reports of split {split!r} at epoch {epoch}: {folder} does not exist; epochs"
+            f" with reports: {report_epochs(run)}",
+        )
+    return {p.stem: _read_json(p, "report") for p in sorted(folder.glob("*.json"))}
+
+
+
+

@@ -1,0 +1,288 @@
+"""Figures of runs: learning curves, scores, combiner weights, confusion matrices, comparisons.
+
+Every function but `save` is pure: plain data in (history records as `fit` writes them,
+`evaluate` reports, `Task` values), a matplotlib `Figure` out. Figures are built with
+`matplotlib.figure.Figure` and drawn on the Agg canvas, so nothing needs a display and no
+pyplot state is touched (a notebook's backend is left as it is). `mtjax.runs` writes them.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from mtjax import files
+from mtjax.runs import folder
+from mtjax.runs.folder import Run
+from mtjax.tasks import Task
+
+SPLITS = ("train", "validation", "test")
+COLORS = {"train": "tab:blue", "validation": "tab:orange", "test": "tab:green"}
+
+
+def headline_metric(kind: str) -> str:
+    """The history key of a task's headline score: "micro_f1" (multilabel) or "accuracy"."""
+    return "micro_f1" if kind == "multilabel" else "accuracy"
+
+
+def value(record: Mapping, split: str, task: str, metric: str) -> float:
+    """One number of a history record, NaN when the record lacks it.
+
+    The train split holds each task's loss under record["train"]["tasks"]; the other splits
+    hold record[split][task][metric].
+    """
+    part = record.get(split)
+    if not isinstance(part, Mapping):
+        return math.nan
+    if split == "train":
+        found = part.get("tasks", {}).get(task) if metric == "loss" else None
+    else:
+        entry = part.get(task)
+        found = entry.get(metric) if isinstance(entry, Mapping) else None
+    return math.nan if found is None else float(found)
+
+
+def series(history: Sequence[Mapping], split: str, task: str, metric: str) -> np.ndarray:
+    """float64 [E]: `value` of every record, NaN where missing."""
+    return np.array([value(r, split, task, metric) for r in history], np.float64)
+
+
+def _epochs(history: Sequence[Mapping]) -> np.ndarray:
+    return np.array([int(r["epoch"]) for r in history], np.int64)
+
+
+def _grid(n: int, *, width: float, height: float, max_cols: int) -> tuple[Figure, list[Axes]]:
+    """A figure with `n` axes in rows of at most `max_cols`, unused cells removed."""
+    cols = max(1, min(n, max_cols))
+    rows = max(1, math.ceil(n / cols))
+    fig = Figure(figsize=(width * cols, height * rows), layout="constrained")
+    axes = list(fig.subplots(rows, cols, squeeze=False).ravel())
+    for ax in axes[n:]:
+        fig.delaxes(ax)
+    return fig, axes[:n]
+
+
+def _plot_if_any(ax: Axes, x: np.ndarray, y: np.ndarray, **style) -> bool:
+    if not np.isfinite(y).any():
+        return False
+    ax.plot(x, y, marker="o", markersize=3, **style)
+    return True
+
+
+def learning_curves(history: Sequence[Mapping], tasks: Sequence[Task]) -> Figure:
+    """One panel per task: its train, validation and test loss over the epochs."""
+    fig, axes = _grid(len(tasks), width=4.0, height=3.0, max_cols=3)
+    epochs = _epochs(history)
+    for ax, task in zip(axes, tasks):
+        for split in SPLITS:
+            _plot_if_any(
+                ax,
+                epochs,
+                series(history, split, task.name, "loss"),
+                label=split,
+                color=COLORS[split],
+            )
+        ax.set(title=task.name, xlabel="epoch", ylabel="loss")
+        if ax.get_lines():
+            ax.legend(fontsize="small")
+    fig.suptitle("learning curves")
+    return fig
+
+
+def scores(history: Sequence[Mapping], tasks: Sequence[Task]) -> Figure:
+    """One panel per task: validation and test headline score (solid) and macro F1 (dashed)."""
+    fig, axes = _grid(len(tasks), width=4.0, height=3.0, max_cols=3)
+    epochs = _epochs(history)
+    for ax, task in zip(axes, tasks):
+        head = headline_metric(task.kind)
+        for split in SPLITS[1:]:
+            _plot_if_any(
+                ax,
+                epochs,
+                series(history, split, task.name, head),
+                label=f"{split} {head}",
+                color=COLORS[split],
+            )
+            _plot_if_any(
+                ax,
+                epochs,
+                series(history, split, task.name, "macro_f1"),
+                label=f"{split} macro_f1",
+                color=COLORS[split],
+                linestyle="--",
+            )
+        ax.set(title=task.name, xlabel="epoch", ylabel="score", ylim=(0.0, 1.02))
+        if ax.get_lines():
+            ax.legend(fontsize="small")
+    fig.suptitle("scores")
+    return fig
+
+
+def weights(history: Sequence[Mapping], tasks: Sequence[Task]) -> Figure:
+    """The combiner's weight of every task over the epochs, one line per task."""
+    fig = Figure(figsize=(6.0, 3.5), layout="constrained")
+    ax = fig.subplots()
+    epochs = _epochs(history)
+    for task in tasks:
+        w = np.array(
+            [
+                float(r.get("train", {}).get("weights", {}).get(task.name, math.nan))
+                for r in history
+            ],
+            np.float64,
+        )
+        _plot_if_any(ax, epochs, w, label=task.name)
+    ax.set(title="combiner weights", xlabel="epoch", ylabel="weight")
+    if ax.get_lines():
+        ax.legend(fontsize="small")
+    return fig
+
+
+def _matrix(ax: Axes, counts: np.ndarray, labels: Sequence[str], *, title: str | None) -> None:
+    """Counts as an image, each cell annotated; rows true labels, columns predictions."""
+    ax.imshow(counts, cmap="Blues", vmin=0, vmax=max(1, int(counts.max(initial=0))))
+    n = len(labels)
+    fontsize = "small" if n <= 10 else "xx-small"
+    ax.set_xticks(
+        range(n),
+        labels,
+        rotation=45 if n > 2 else 0,
+        ha="right" if n > 2 else "center",
+        fontsize=fontsize,
+    )
+    ax.set_yticks(range(n), labels, fontsize=fontsize)
+    ax.set(xlabel="predicted", ylabel="true")
+    if title:
+        ax.set_title(title, fontsize="medium")
+    dark = counts.max(initial=0) / 2
+    for (i, j), c in np.ndenumerate(counts):
+        ax.text(
+            j,
+            i,
+            str(c),
+            ha="center",
+            va="center",
+            fontsize=fontsize,
+            color="white" if c > dark else "black",
+        )
+
+
+def confusion(report: Mapping, task: Task, *, title: str | None = None) -> Figure:
+    """A task's confusion matrix from its report.
+
+    Binary and multiclass: one [L, L] matrix (rows true, columns predicted). Multilabel: one
+    small 2x2 panel per label ([[tn, fp], [fn, tp]], rows "no"/"yes").
+
+    Args:
+      report: a `mtjax.metrics.task_report` (its "confusion_matrix" is read).
+      task: the report's task, for its kind and label order.
+      title: defaults to the task's name.
+    """
+    title = task.name if title is None else title
+    matrix = report["confusion_matrix"]
+    if task.kind != "multilabel":
+        counts = np.asarray(matrix, np.int64)
+        side = max(3.5, 0.45 * len(task.labels) + 2.0)
+        fig = Figure(figsize=(side, side), layout="constrained")
+        _matrix(fig.subplots(), counts, task.labels, title=title)
+        return fig
+    labels = [label for label in task.labels if label in matrix]
+    fig, axes = _grid(len(labels), width=2.4, height=2.4, max_cols=6)
+    for ax, label in zip(axes, labels):
+        _matrix(ax, np.asarray(matrix[label], np.int64), ("no", "yes"), title=label)
+    fig.suptitle(title)
+    return fig
+
+
+def grouped_bars(
+    categories: Sequence[str],
+    panels: Mapping[str, Mapping[str, tuple[Sequence[float], Sequence[float]]]],
+    *,
+    title: str | None = None,
+) -> Figure:
+    """Side-by-side bars with error bars, one panel per entry of `panels`.
+
+    Args:
+      categories: the x positions' names (C), e.g. task names.
+      panels: panel title -> series name -> (heights [C], errors [C]); NaN draws no bar.
+      title: the figure's title.
+    """
+    fig, axes = _grid(
+        len(panels), width=max(4.0, 1.2 * len(categories) + 2.0), height=3.5, max_cols=1
+    )
+    x = np.arange(len(categories), dtype=np.float64)
+    for ax, (name, bars) in zip(axes, panels.items()):
+        width = 0.8 / max(1, len(bars))
+        for i, (label, (heights, errors)) in enumerate(bars.items()):
+            h = np.asarray(heights, np.float64)
+            e = np.nan_to_num(np.asarray(errors, np.float64))
+            drawn = np.isfinite(h)
+            if drawn.any():
+                offset = (i - (len(bars) - 1) / 2) * width
+                ax.bar(x[drawn] + offset, h[drawn], width, yerr=e[drawn], capsize=3, label=label)
+        ax.set_xticks(x, categories)
+        ax.set_title(name)
+        if ax.containers:
+            ax.legend(fontsize="small")
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def to_rgb(fig: Figure) -> np.ndarray:
+    """The figure drawn on the Agg canvas: uint8 [H, W, 3]."""
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    return np.asarray(canvas.buffer_rgba())[..., :3].copy()
+
+
+def png_bytes(fig: Figure, *, dpi: float = 100) -> bytes:
+    """The figure as PNG file contents."""
+    FigureCanvasAgg(fig)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi)
+    return buffer.getvalue()
+
+
+def save(fig: Figure, path: str | Path) -> Path:
+    """Writes the figure as a PNG at `path` (its folder must exist); returns the path."""
+    path = Path(path)
+    path.write_bytes(png_bytes(fig))
+    return path
+
+
+def write_plots(
+    run: Run,
+    history: Sequence[Mapping],
+    tasks: Sequence[Task],
+    reports_by_split: Mapping[str, Mapping[str, Mapping]] | None = None,
+) -> list[Path]:
+    """Writes the run's PNGs under `plots/`; returns their paths.
+
+    `learning_curves.png`, `scores.png`, `weights.png`, and `confusion_{split}_{task}.png` for
+    each report in `reports_by_split` (split -> task name -> report, usually the last epoch's).
+    """
+
+    def figures():
+        yield "learning_curves.png", lambda: learning_curves(history, tasks)
+        yield "scores.png", lambda: scores(history, tasks)
+        yield "weights.png", lambda: weights(history, tasks)
+        for split, reports in (reports_by_split or {}).items():
+            for task in tasks:
+                if task.name in reports:
+                    name = f"confusion_{folder.file_part(split, 'split')}_{task.name}.png"
+                    yield (
+                        name,
+                        lambda t=task, r=reports[task.name], s=split: confusion(
+                            r, t, title=f"{s} {t.name}"
+                        ),
+                    )
+
+    return [files.write_bytes(run.plots / name, png_bytes(make())) for name, make in figures()]

@@ -1,0 +1,111 @@
+"""What `fit` writes into a run folder as it trains, and reads back to resume.
+
+A `Recorder` holds the two open handles a run needs (the TensorBoard writer and the Orbax
+checkpoint manager); everything it writes goes through `mtjax.runs.folder` and
+`mtjax.runs.checkpoints`. Per epoch it writes the events, the JSON reports and the history
+first and the checkpoint last, so a run killed at any moment resumes from a checkpoint
+whose history is complete.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from typing import Any
+
+from mtjax.runs import checkpoints, events, folder, plots
+from mtjax.train import stopping
+from mtjax.tasks import Task
+
+
+@dataclasses.dataclass
+class Recorder:
+    run: folder.Run
+    tasks: tuple[Task, ...]
+    manager: Any
+    writer: Any
+    seed: int = 0
+    last_reports: dict = dataclasses.field(default_factory=dict)
+
+    @classmethod
+    def open(
+        cls,
+        run: folder.Run,
+        config: dict,
+        tasks: Sequence[Task],
+        *,
+        max_to_keep: int | None = None,
+        keep_best: str | None = None,
+    ) -> Recorder:
+        """Checks `config` against the run's, writes it, and opens events and checkpoints.
+
+        Raises:
+          ValueError naming the settings that differ when the run folder was written by
+          a run with other settings (its checkpoints would not continue this one).
+        """
+        previous = folder.read_config(run) if (run.path / "config.json").exists() else None
+        if previous is not None and previous.get("resume_key") != config["resume_key"]:
+            old, new = previous.get("resume_key") or {}, config["resume_key"]
+            differ = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+            raise ValueError(
+                f"{run.path} holds a run with other settings ({', '.join(differ)} differ);"
+                " it cannot be resumed with these. Use another run name, or delete the folder."
+            )
+        folder.write_config(run, config)
+        if max_to_keep is None:
+            keep_best = None  # every epoch is kept, the best among them
+        manager = checkpoints.open_manager(
+            run.checkpoints, max_to_keep=max_to_keep, keep_best=keep_best,
+            best_mode=stopping.metric_mode(keep_best) if keep_best else "min",
+        )
+        return cls(run, tuple(tasks), manager, writer=None, seed=int(config.get("seed", 0)))
+
+    def restore(self, state) -> tuple[Any, list[dict]] | None:
+        """(state, history) after the last complete epoch, or None for a new run.
+
+        Opens the TensorBoard events too, dropping any written after that epoch (by a
+        run killed before its checkpoint), so a resumed run's curves have no doubles.
+        """
+        restored = checkpoints.restore_latest(self.manager, state)
+        if restored is None:
+            self.writer = events.open_events(self.run)
+            return None
+        state, meta = restored
+        history = list(meta["history"])
+        self.writer = events.open_events(self.run, purge_step=len(history))
+        return state, history
+
+    def restore_epoch(self, state, epoch: int):
+        return checkpoints.restore(self.manager, epoch, state)[0]
+
+    def epoch(
+        self,
+        epoch: int,
+        state,
+        history: list[dict],
+        reports: dict[str, dict],
+        *,
+        learning_rate: float | None,
+        conflicts: dict[tuple[str, str], float] | None,
+    ) -> None:
+        events.log_epoch(self.writer, history[-1], self.tasks, reports, lr=learning_rate,
+                       conflicts=conflicts)
+        for split, split_reports in reports.items():
+            folder.write_reports(self.run, epoch, split, split_reports)
+        folder.write_history(self.run, history)
+        meta = {
+            "epoch": epoch,
+            "history": history,
+            # every key of the run derives from the seed: batches from (seed, epoch), the
+            # step's dropout and combiner keys from (seed, step)
+            "seed": self.seed,
+            "schedule_position": {"next_epoch": epoch + 1, "step": int(state.step)},
+        }
+        checkpoints.save(self.manager, epoch, state, meta)
+        self.last_reports = reports
+
+    def close(self, history: list[dict]) -> None:
+        plots.write_plots(self.run, history, self.tasks, self.last_reports)
+        events.close_events(self.writer)
+        checkpoints.close(self.manager)
+

@@ -1,0 +1,90 @@
+"""Loss combiners: task losses [K] -> one scalar, as optax-style pure functions.
+
+A combiner is built like `optax.GradientTransformation`: a factory returns a `Combiner`,
+a NamedTuple of pure functions, and all memory sits in an explicit state NamedTuple:
+
+    comb = mt.losses.dwa(temperature=2.0)
+    state = comb.init(n_tasks)
+    total, state = comb.apply(losses_K, state, present=present_K, key=key, step=step,
+                              epoch=epoch)
+
+Every `apply` accepts the keywords `present, key, step, epoch, grads, params` (and
+swallows what it does not use). Combiners with `uses_grads` get `grads`: per-task
+gradients, a pytree whose leaves have a leading task axis K. Combiners with
+`init_params` get `params`, which the trainer optimises with the model.
+
+Contract with the trainer: the model's gradient is `sum_k (d total / d losses_k) * g_k`,
+so a gradient-based combiner returns `total = sum_k stop_gradient(a_k) * losses_k` with
+the task weights `a` it computed. Every combiner gives absent tasks weight exactly 0,
+normalises over present tasks only, and returns 0 (never NaN) when no task is present.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+
+class Combiner(NamedTuple):
+    """A loss combiner: `init(n_tasks) -> state`, `apply(losses, state, **kw) -> (total, state)`.
+
+    Attributes:
+      init: n_tasks -> state, a NamedTuple of arrays.
+      apply: (losses float32 [K], state, *, present, key, step, epoch, grads, params)
+        -> (total float32 [], new state).
+      uses_grads: whether `apply` needs `grads=`, per-task gradients with a leading K axis.
+      init_params: n_tasks -> trainable parameters, given to `apply` as `params=` and
+        optimised with the model; None for combiners without any.
+    """
+
+    init: Callable[[int], Any]
+    apply: Callable[..., tuple[jax.Array, Any]]
+    uses_grads: bool = False
+    init_params: Callable[[int], Any] | None = None
+
+
+class EmptyState(NamedTuple):
+    """The state of a combiner without memory."""
+
+
+def count_present(present: jax.Array) -> jax.Array:
+    """float32 [], number of present tasks."""
+    return present.sum().astype(jnp.float32)
+
+
+def uniform(present: jax.Array) -> jax.Array:
+    """float32 [K], 1/n on the n present tasks, 0 elsewhere (all 0 when none is)."""
+    return jnp.where(present, 1.0 / jnp.maximum(count_present(present), 1.0), 0.0)
+
+
+def masked_softmax(z: jax.Array, present: jax.Array) -> jax.Array:
+    """float32 [K], softmax of `z` over the present tasks, 0 elsewhere."""
+    z = jnp.where(present, z, -jnp.inf)
+    top = jnp.max(z)
+    top = jnp.where(jnp.isfinite(top), top, 0.0)
+    e = jnp.where(present, jnp.exp(z - top), 0.0)
+    return e / jnp.maximum(e.sum(), jnp.finfo(e.dtype).tiny)
+
+
+def weighted_total(weights: jax.Array, losses: jax.Array, present: jax.Array) -> jax.Array:
+    """sum_k stop_gradient(w_k) * L_k over present tasks: d total / d L_k is exactly w_k."""
+    w = jax.lax.stop_gradient(weights).astype(losses.dtype)
+    return jnp.sum(jnp.where(present, w * losses, 0.0))
+
+
+def no_state(n_tasks: int) -> EmptyState:
+    del n_tasks
+    return EmptyState()
+
+
+def stateless(fn: Callable[[jax.Array], jax.Array]) -> Combiner:
+    """A Combiner from a plain function `losses [K] -> scalar` (absent tasks' losses are 0)."""
+
+    def apply(losses, state, **extra):
+        del extra
+        return fn(losses), state
+
+    return Combiner(no_state, apply)

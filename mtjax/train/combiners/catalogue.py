@@ -1,0 +1,52 @@
+"""Every built-in combiner by name, and turning what a user gives into a `Combiner`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from mtjax.train.combiners import base, gradient, weighting
+from mtjax.train.combiners.base import Combiner
+
+
+def as_combiner(x: Any) -> Combiner:
+    """A Combiner from a Combiner, an object with `init` and `apply`, a plain function
+    `losses [K] -> scalar` (made `stateless`), or a name in `COMBINERS`."""
+    if isinstance(x, Combiner):
+        return x
+    if isinstance(x, str):
+        return combiner_from_config(x)
+    if callable(getattr(x, "init", None)) and callable(getattr(x, "apply", None)):
+        return Combiner(
+            x.init,
+            x.apply,
+            uses_grads=bool(getattr(x, "uses_grads", False)),
+            init_params=getattr(x, "init_params", None),
+        )
+    if callable(x):
+        return base.stateless(x)
+    raise TypeError(
+        f"a loss combiner is a Combiner, a function losses -> scalar or one of"
+        f" {sorted(COMBINERS)}; got {type(x).__name__}"
+    )
+
+
+COMBINERS: dict[str, Callable[..., Combiner]] = {
+    "sum": weighting.sum_,
+    "mean": weighting.mean,
+    "weighted": weighting.weighted,
+    "uncertainty_weighting": weighting.uncertainty_weighting,
+    "dwa": weighting.dwa,
+    "rlw": weighting.rlw,
+    "gradnorm": gradient.gradnorm,
+    "pcgrad": gradient.pcgrad,
+    "cagrad": gradient.cagrad,
+    "mgda": gradient.mgda,
+}
+
+
+def combiner_from_config(name: str, **kwargs: Any) -> Combiner:
+    """The combiner `COMBINERS[name](**kwargs)`; a wrong name lists the known ones."""
+    if name not in COMBINERS:
+        raise ValueError(f"unknown combiner {name!r}; known: {', '.join(sorted(COMBINERS))}")
+    return COMBINERS[name](**kwargs)

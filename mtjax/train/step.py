@@ -1,0 +1,251 @@
+"""The training step: masked per-task losses, a loss combiner and an Optax update.
+
+The step computes every task's masked mean loss on one fixed-shape batch (rows of
+several datasets and tasks mixed; rows lacking a task and weight-0 padding rows count
+nothing), combines them with a loss combiner and applies an Optax update. Combiners that
+work on per-task gradients get them from one `vmap` over the tasks of a VJP, and the
+model's gradient is then the chain rule through the combined loss,
+`sum_k d total / d loss_k * grad_k`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+from flax.training import train_state
+
+from mtjax.train import losses
+from mtjax.tasks import Task
+
+
+class Batch(NamedTuple):
+    """One step's rows: x float32 [B, T, F], y float32 [B, C], has_task bool [B, K],
+    weight float32 [B] (0 on padding rows)."""
+
+    x: jax.Array
+    y: jax.Array
+    has_task: jax.Array
+    weight: jax.Array
+
+
+class TrainState(train_state.TrainState):
+    """flax's TrainState; `params` holds {"model": ..., "combiner": ...} (both optimized)."""
+
+    batch_stats: Any
+    comb_state: Any
+
+
+@dataclasses.dataclass(frozen=True)
+class Trained:
+    """What `fit` returns; `evaluate` and `predict` accept it.
+
+    Attributes:
+      model: the Flax module.
+      tasks: the tasks, in column order.
+      params: the model's parameters (those of `best_epoch`).
+      batch_stats: the model's batch statistics ({} without batch normalisation).
+      opt_state: the optimizer's state after the last epoch trained.
+      comb_state: the loss combiner's state after the last epoch trained.
+      comb_params: the combiner's trainable parameters ({} when it has none).
+      history: one record per epoch (see `fit`).
+      best_epoch: the epoch whose parameters are kept.
+      loss_fns: each task's per-row loss function.
+    """
+
+    model: nn.Module
+    tasks: tuple[Task, ...]
+    params: Any
+    batch_stats: Any
+    opt_state: Any
+    comb_state: Any
+    comb_params: Any
+    history: tuple[dict, ...]
+    best_epoch: int
+    loss_fns: tuple[Callable, ...]
+
+    @property
+    def variables(self) -> dict:
+        out = {"params": self.params}
+        if self.batch_stats:
+            out["batch_stats"] = self.batch_stats
+        return out
+
+
+class TrainingError(FloatingPointError):
+    """A non-finite loss; `.trained` holds the last good state."""
+
+    def __init__(self, message: str, trained: Trained | None):
+        super().__init__(message)
+        self.trained = trained
+
+
+# The step
+
+
+def _accepts_train(model: nn.Module) -> bool:
+    try:
+        return "train" in inspect.signature(type(model).__call__).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def make_forward(model: nn.Module) -> Callable:
+    """`forward(params, batch_stats, x, train, dropout_key) -> (logits, batch_stats)`."""
+    takes_train = _accepts_train(model)
+
+    def forward(params, batch_stats, x, train: bool, dropout_key):
+        variables = {"params": params}
+        if batch_stats:
+            variables["batch_stats"] = batch_stats
+        kwargs = {"train": train} if takes_train else {}
+        if train and batch_stats:
+            logits, updates = model.apply(
+                variables, x, rngs={"dropout": dropout_key}, mutable=["batch_stats"], **kwargs
+            )
+            return logits, updates["batch_stats"]
+        logits = model.apply(variables, x, rngs={"dropout": dropout_key}, **kwargs)
+        return logits, batch_stats
+
+    return forward
+
+
+def make_train_step(
+    model: nn.Module,
+    tasks: Sequence[Task],
+    loss_fns: Sequence[Callable],
+    combiner: losses.Combiner,
+) -> Callable:
+    """`step(state, batch, run_key, epoch) -> (state, metrics)`, pure and jittable.
+
+    metrics: loss (combined, scalar), tasks float32 [K] (each task's masked mean),
+    present bool [K], weights float32 [K] (d total / d loss_k).
+    """
+    forward = make_forward(model)
+    n_tasks = len(tasks)
+
+    def step(state: TrainState, batch: Batch, run_key: jax.Array, epoch: jax.Array):
+        dropout_key, combine_key = jax.random.split(jax.random.fold_in(run_key, state.step))
+        extra = dict(key=combine_key, step=state.step, epoch=epoch)
+
+        def task_losses(model_params):
+            logits, batch_stats = forward(
+                model_params, state.batch_stats, batch.x, True, dropout_key
+            )
+            losses_K, present_K = losses.task_losses(
+                logits, batch.y, batch.has_task, batch.weight, tasks, loss_fns
+            )
+            return losses_K, (present_K, batch_stats)
+
+        def combined(losses_K, comb_params, present_K, grads):
+            total, comb_state = combiner.apply(
+                losses_K,
+                state.comb_state,
+                present=present_K,
+                grads=grads,
+                params=comb_params,
+                **extra,
+            )
+            if jnp.shape(total) != ():
+                raise ValueError(
+                    f"the loss combiner returned shape {jnp.shape(total)}; it must return a scalar"
+                )
+            return total, comb_state
+
+        model_params, comb_params = state.params["model"], state.params["combiner"]
+        if combiner.uses_grads:
+            losses_K, vjp, (present_K, batch_stats) = jax.vjp(
+                task_losses, model_params, has_aux=True
+            )
+            (grads_K,) = jax.vmap(vjp)(jnp.eye(n_tasks, dtype=losses_K.dtype))
+            grads_K = jax.tree.map(
+                lambda g: g * present_K.reshape((-1,) + (1,) * (g.ndim - 1)), grads_K
+            )
+            (total, comb_state), (weights_K, comb_grads) = jax.value_and_grad(
+                combined, argnums=(0, 1), has_aux=True
+            )(losses_K, comb_params, present_K, grads_K)
+            model_grads = jax.tree.map(lambda g: jnp.tensordot(weights_K, g, axes=1), grads_K)
+        else:
+
+            def objective(model_params, comb_params):
+                losses_K, (present_K, batch_stats) = task_losses(model_params)
+                total, comb_state = combined(losses_K, comb_params, present_K, None)
+                return total, (losses_K, present_K, batch_stats, comb_state)
+
+            (total, aux), (model_grads, comb_grads) = jax.value_and_grad(
+                objective, argnums=(0, 1), has_aux=True
+            )(model_params, comb_params)
+            losses_K, present_K, batch_stats, comb_state = aux
+            weights_K = jax.grad(
+                lambda l: combined(l, comb_params, present_K, None)[0]
+            )(jax.lax.stop_gradient(losses_K))
+        state = state.apply_gradients(
+            grads={"model": model_grads, "combiner": comb_grads},
+            batch_stats=batch_stats,
+            comb_state=comb_state,
+        )
+        return state, {"loss": total, "tasks": losses_K, "present": present_K, "weights": weights_K}
+
+    return step
+
+
+def make_epoch(step: Callable) -> Callable:
+    """`epoch(state, x, y, has_task, index [S, B], weight [S, B], run_key, epoch)`: a scan
+    of `step` over the epoch's batches, gathering rows on the device."""
+
+    def run(state, x, y, has_task, index, weight, run_key, epoch):
+        def body(state, rows):
+            return indexed_step(step)(state, x, y, has_task, *rows, run_key, epoch)
+
+        return jax.lax.scan(body, state, (index, weight))
+
+    return run
+
+
+def indexed_step(step: Callable) -> Callable:
+    """`step` on rows `index` [B] (weights `weight` [B]) of device-resident arrays."""
+
+    def run(state, x, y, has_task, index, weight, run_key, epoch):
+        return step(state, Batch(x[index], y[index], has_task[index], weight), run_key, epoch)
+
+    return run
+
+
+def scan_is_slow(step: Callable, *example) -> bool:
+    """Whether to dispatch steps one by one instead of scanning them.
+
+    Measured here (jax 0.10, 2-core CPU): a CNN step inside `lax.scan` ran ~10x slower
+    than the same step dispatched alone (XLA's CPU convolutions lose their fast path
+    inside a loop), while a dense step ran ~2x faster in a scan. So: scan, unless the
+    backend is the CPU and the step holds a convolution.
+    """
+    if jax.default_backend() != "cpu":
+        return False
+    jaxpr = jax.make_jaxpr(step)(*example)
+    return "conv_general_dilated" in str(jaxpr)
+
+
+def make_conflicts(model: nn.Module, tasks: Sequence[Task], loss_fns: Sequence[Callable]):
+    """`conflicts(params, batch_stats, batch) -> [K, K]`: the cosine similarity between
+    every pair of task gradients on one batch (1 on the diagonal; 0 for absent tasks)."""
+    forward = make_forward(model)
+
+    def run(params, batch_stats, batch: Batch):
+        def task_losses(params):
+            logits, _ = forward(params, batch_stats, batch.x, False, jax.random.key(0))
+            return losses.task_losses(
+                logits, batch.y, batch.has_task, batch.weight, tasks, loss_fns
+            )[0]
+
+        losses_K, vjp = jax.vjp(task_losses, params)
+        (grads_K,) = jax.vmap(vjp)(jnp.eye(len(tasks), dtype=losses_K.dtype))
+        gram = losses.gram(grads_K)
+        norms = jnp.sqrt(jnp.maximum(jnp.diagonal(gram), 1e-30))
+        return gram / (norms[:, None] * norms[None, :])
+
+    return run
