@@ -102,9 +102,7 @@ def fit_fold(
     The fold's validation part drives early stopping only when it carries every task;
     otherwise `fit` carves one out of train.
     """
-    validation = split.validation
-    if validation is not None and not np.asarray(validation.has_task).any(0).all():
-        validation = None
+    validation = split.validation if mt.data.covers_every_task(split.validation) else None
     trained = mt.fit(
         model,
         split.train,

@@ -1,7 +1,7 @@
 """Audio to features: load and resample, extractions as values, the worker side, the cache.
 
-loading (decode, mono, resample, signal checks) -> extraction (the `Extraction` base) ->
-features (the built-in extractions) -> worker (one batch of files, in a worker process)
+loading (decode, mono, resample, signal checks) -> features/ (the `Extraction` base and
+the built-in extractions) -> worker (one batch of files, in a worker process)
 -> cache (`read`, the on-disk feature cache).
 
 Names are imported on first use: a worker process imports `mtjax.audio.worker`, which
@@ -21,13 +21,13 @@ _NAMES = {
     "to_mono": "mtjax.audio.loading",
     "split_in_time": "mtjax.audio.loading",
     "check_signal": "mtjax.audio.loading",
-    "Extraction": "mtjax.audio.extraction",
-    "Raw": "mtjax.audio.features",
-    "Mfcc": "mtjax.audio.features",
-    "MelSpectrogram": "mtjax.audio.features",
-    "LogMel": "mtjax.audio.features",
-    "FilterBank": "mtjax.audio.features",
-    "LogbankSummary": "mtjax.audio.features",
+    "Extraction": "mtjax.audio.features.base",
+    "Raw": "mtjax.audio.features.raw",
+    "Mfcc": "mtjax.audio.features.spectral",
+    "MelSpectrogram": "mtjax.audio.features.spectral",
+    "LogMel": "mtjax.audio.features.spectral",
+    "FilterBank": "mtjax.audio.features.spectral",
+    "LogbankSummary": "mtjax.audio.features.summary",
     "read": "mtjax.audio.cache",
     "CacheError": "mtjax.audio.cache",
     "ExtractionError": "mtjax.audio.cache",

@@ -19,7 +19,15 @@ from mtjax.data.ops import (
 from mtjax.data.prepare import splits
 from mtjax.data.scaling import Scaler, fit_scaler, scale
 from mtjax.data.splitters import kfold, predefined_folds
-from mtjax.data.values import Data, MultiTaskData, Split, TaskDataset, as_multi, concat
+from mtjax.data.values import (
+    Data,
+    MultiTaskData,
+    Split,
+    TaskDataset,
+    as_multi,
+    concat,
+    covers_every_task,
+)
 
 __all__ = [
     "Data",
@@ -29,6 +37,7 @@ __all__ = [
     "Split",
     "TaskDataset",
     "as_multi",
+    "covers_every_task",
     "assert_finite",
     "check_frame_length",
     "concat",

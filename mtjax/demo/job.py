@@ -5,10 +5,9 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import numpy as np
 
 from mtjax.audio import cache, features
-from mtjax.data import describe
+from mtjax.data import describe, values
 from mtjax.data import prepare as steps
 from mtjax.demo import layouts
 from mtjax.runs import folder
@@ -41,7 +40,7 @@ def run_demo(
         models.HardSharingCNN(split.train.tasks),
         split.train,
         split.test,
-        validation=split.validation if _covers_tasks(split.validation) else None,
+        validation=split.validation if values.covers_every_task(split.validation) else None,
         epochs=epochs,
         batch_size=32,
         early_stop=stopping.patience("validation/loss", 6),
@@ -57,7 +56,3 @@ def run_demo(
     print(f"\ndone in {time.perf_counter() - started:.1f} s")
     return reports
 
-
-def _covers_tasks(validation) -> bool:
-    """A predefined validation set drives early stopping only if it has every task."""
-    return validation is not None and bool(np.all(np.asarray(validation.has_task).any(0)))

@@ -30,7 +30,7 @@ from mtjax.audio import cache, features
 from mtjax.data import prepare
 from mtjax.data.values import Split
 from mtjax import runs
-from mtjax.data import describe
+from mtjax.data import describe, values
 from mtjax.tasks import Task
 from mtjax.train import evaluation, loop, metrics
 
@@ -219,10 +219,6 @@ def fold_splits(experiment: Experiment, datasets: Sequence) -> Iterator[tuple[in
     return ((i, split) for i, split in zip(range(limit), splits))
 
 
-def _covers_tasks(validation) -> bool:
-    """A predefined validation set drives early stopping only if it has every task."""
-    return validation is not None and bool(np.all(np.asarray(validation.has_task).any(0)))
-
 
 def _differences(old: Any, new: Any, path: str = "") -> list[str]:
     if isinstance(old, dict) and isinstance(new, dict):
@@ -266,7 +262,7 @@ def train_fold(experiment: Experiment, fold: int, split, *, progress: bool = Tru
         build_model(experiment.model, tasks),
         split.train,
         split.test,
-        validation=split.validation if _covers_tasks(split.validation) else None,
+        validation=split.validation if values.covers_every_task(split.validation) else None,
         epochs=train["epochs"],
         batch_size=train["batch_size"],
         optimizer=build_optimizer(train["optimizer"]),

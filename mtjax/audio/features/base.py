@@ -14,7 +14,6 @@ import numpy as np
 
 from mtjax.audio import loading
 
-
 # ---------------------------------------------------------------------------------------------
 # Field checks: each returns the value in its canonical type (so `key` is canonical too).
 

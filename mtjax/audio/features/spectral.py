@@ -1,23 +1,4 @@
-"""Feature extractions as frozen values.
-
-An extraction is a frozen dataclass holding every parameter a user sets. Calling it computes
-features of one mono signal on the CPU with librosa:
-
-    logmel = LogMel(16000, n_mels=40)
-    x = logmel(signal, sample_rate)  # float32 [T, F], time-major (librosa's [F, T] transposed)
-
-A signal at another rate than the extraction's `sample_rate` is resampled first (soxr, via
-`mtjax.audio.resample`), so `sample_rate` is the rate features are computed at. Its default
-is librosa's 22050 Hz (16000 Hz for the speech-style `FilterBank` and `LogbankSummary`).
-
-Window and hop may be given in samples (`win_length`, `hop_length`) or in seconds
-(`win_seconds`, `hop_seconds`, resolved as `round(seconds * sample_rate)`), not both. Every
-field reaches the computation and a bad value raises ValueError naming the field.
-
-`ext.key` is a stable string naming the class and every field (e.g. for cache keys);
-`ext.to_config()` and `from_config(config)` turn an extraction into a plain dict and back.
-Extractions are hashable and picklable.
-"""
+"""STFT-based extractions: MelSpectrogram, LogMel, Mfcc and FilterBank (librosa's numbers)."""
 
 from __future__ import annotations
 
@@ -28,7 +9,7 @@ from typing import Any
 import librosa
 import numpy as np
 
-from mtjax.audio.extraction import Extraction, boolean, integer, optional, real, set_field
+from mtjax.audio.features.base import Extraction, boolean, integer, optional, real, set_field
 
 STFT_PAD_MODES = ("constant", "edge", "linear_ramp", "reflect", "symmetric")
 STATS = ("mean", "std", "min", "max", "median", "skew", "kurtosis")
@@ -353,134 +334,3 @@ class FilterBank(_Stft):
 
     def _compute(self, signal: np.ndarray) -> np.ndarray:
         return self._filterbank(signal)
-
-
-@dataclasses.dataclass(frozen=True)
-class LogbankSummary(FilterBank):
-    """FilterBank features summarised over time, one row per statistic (Georgiev et al.).
-
-    Statistics over frames, per band: "mean", "std" (population), "min", "max", "median",
-    "skew" and "kurtosis" (biased moments, Fisher's excess kurtosis, as scipy.stats' defaults).
-    A band that is constant over time has skew and kurtosis 0 (scipy gives NaN).
-
-    Returns (on call): float32 `[len(stats), n_filters]`.
-    """
-
-    _: dataclasses.KW_ONLY
-    stats: tuple[str, ...] = STATS
-
-    def __post_init__(self):
-        super().__post_init__()
-        name = type(self).__name__
-        if isinstance(self.stats, str):
-            raise ValueError(f"{name}: stats must be a sequence of names, got {self.stats!r}")
-        set_field(self, "stats", tuple(self.stats))
-        unknown = [s for s in self.stats if s not in STATS]
-        if unknown or not self.stats or len(set(self.stats)) != len(self.stats):
-            raise ValueError(
-                f"{name}: stats must be distinct names from {STATS}, got {self.stats!r}"
-            )
-
-    def _compute(self, signal: np.ndarray) -> np.ndarray:
-        return summarise(self._filterbank(signal), self.stats)
-
-
-def summarise(x: np.ndarray, stats: tuple[str, ...] = STATS) -> np.ndarray:
-    """Statistics of each column over rows.
-
-    Args:
-      x: float `[T, F]`, T >= 1.
-      stats: names from `STATS`.
-
-    Returns:
-      float32 `[len(stats), F]`; skew and kurtosis are 0 for a constant column.
-    """
-    x = np.asarray(x, dtype=np.float64)
-    mean = x.mean(axis=0)
-    centred = x - mean
-    m2 = np.mean(centred**2, axis=0)
-    # scipy.stats' test for a constant column: its variance is lost in rounding.
-    constant = m2 <= (np.finfo(np.float64).resolution * 10 * mean) ** 2
-    safe_m2 = np.where(constant, 1.0, m2)
-    moments = {
-        "mean": lambda: mean,
-        "std": lambda: np.sqrt(m2),
-        "min": lambda: x.min(axis=0),
-        "max": lambda: x.max(axis=0),
-        "median": lambda: np.median(x, axis=0),
-        "skew": lambda: np.where(constant, 0.0, np.mean(centred**3, axis=0) / safe_m2**1.5),
-        "kurtosis": lambda: np.where(constant, 0.0, np.mean(centred**4, axis=0) / safe_m2**2 - 3),
-    }
-    unknown = [s for s in stats if s not in moments]
-    if unknown:
-        raise ValueError(f"unknown statistics {unknown}; known: {', '.join(STATS)}")
-    return np.stack([moments[s]() for s in stats]).astype(np.float32)
-
-
-# ---------------------------------------------------------------------------------------------
-# Raw samples.
-
-
-@dataclasses.dataclass(frozen=True)
-class Raw(Extraction):
-    """The samples themselves, whole or cut into frames.
-
-    With `frame_length` None: `[S, 1]`. Otherwise `librosa.util.frame` frames without padding
-    (a last partial frame is dropped): `[T, frame_length]`, `T = 1 + (S - frame_length) //
-    hop_length`, `hop_length` defaulting to `frame_length` (no overlap).
-    """
-
-    sample_rate: int = 22050
-    _: dataclasses.KW_ONLY
-    frame_length: int | None = None
-    hop_length: int | None = None
-
-    def __post_init__(self):
-        name = type(self).__name__
-        set_field(self, "sample_rate", integer(name, "sample_rate", self.sample_rate))
-        set_field(self, "frame_length", optional(integer, name, "frame_length", self.frame_length))
-        set_field(self, "hop_length", optional(integer, name, "hop_length", self.hop_length))
-        if self.frame_length is None and self.hop_length is not None:
-            raise ValueError(f"{name}: hop_length={self.hop_length} needs a frame_length")
-
-    @property
-    def min_samples(self) -> int:
-        """1, or one frame when framing."""
-        return 1 if self.frame_length is None else self.frame_length
-
-    @property
-    def n_features(self) -> int:
-        """F: 1, or `frame_length`."""
-        return 1 if self.frame_length is None else self.frame_length
-
-    def _compute(self, signal: np.ndarray) -> np.ndarray:
-        if self.frame_length is None:
-            return signal[:, None]
-        hop = self.frame_length if self.hop_length is None else self.hop_length
-        return librosa.util.frame(signal, frame_length=self.frame_length, hop_length=hop, axis=0)
-
-
-# ---------------------------------------------------------------------------------------------
-# Configs.
-
-EXTRACTIONS: dict[str, type] = {
-    cls.__name__: cls for cls in (Raw, MelSpectrogram, LogMel, Mfcc, FilterBank, LogbankSummary)
-}
-
-
-def from_config(config: dict[str, Any]) -> Any:
-    """Builds an extraction from `{"name": class name, field: value, ...}` (`ext.to_config()`).
-
-    Raises:
-      ValueError: no or unknown "name" (the known ones are listed), or unknown field names.
-    """
-    config = dict(config)
-    name = config.pop("name", None)
-    if not isinstance(name, str) or name not in EXTRACTIONS:
-        raise ValueError(f"unknown extraction {name!r}; known: {', '.join(sorted(EXTRACTIONS))}")
-    cls = EXTRACTIONS[name]
-    fields = [f.name for f in dataclasses.fields(cls)]
-    unknown = sorted(set(config) - set(fields))
-    if unknown:
-        raise ValueError(f"{name}: unknown parameters {unknown}; known: {', '.join(fields)}")
-    return cls(**config)
