@@ -49,8 +49,8 @@ import numpy as np
 import optax
 from flax import linen as nn
 
-from mtjax import models
-from mtjax.models import HardSharingCNN, conv_im2col, conv_xla, im2col, init_variables
+from mtjax.train import models
+from mtjax.train.models import HardSharingCNN, conv_im2col, conv_xla, im2col, init_variables
 from mtjax.tasks import Task
 
 YNN_FLAG = "--xla_cpu_experimental_ynn_fusion_type="

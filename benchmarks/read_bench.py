@@ -19,7 +19,7 @@ import numpy as np
 import soundfile as sf
 
 import mtjax as mt
-from mtjax import extract
+from mtjax.audio import worker
 
 
 def write_clips(root: Path, n: int, seconds: float, sample_rate: int = 16000) -> None:
@@ -64,7 +64,7 @@ def main() -> None:
 
         # librosa's one-time start-up (it loads much of itself on first use) is paid by
         # neither side of the worker comparison, and by the first read as a user sees it.
-        warm_up_s, _ = timed(extract.warm_up)
+        warm_up_s, _ = timed(worker.warm_up)
         serial_s, _ = timed(lambda: read("serial", n_jobs=1))
         parallel_s, _ = timed(lambda: read("parallel", n_jobs=2))
         emit("extract_2_workers_vs_serial", serial_s / parallel_s, 1.8,

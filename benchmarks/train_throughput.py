@@ -21,7 +21,7 @@ import numpy as np
 import optax
 
 import mtjax as mt
-from mtjax import models
+from mtjax.train import models
 from mtjax.tasks import Task
 
 TASKS = (Task("word", tuple(f"w{i}" for i in range(10))), Task("loud", ("no", "yes"), "binary"))

@@ -6,7 +6,8 @@ Convolutions. `HardSharingCNN(conv=...)` picks how its convolutions run: "xla" (
 layer's forward pass, Cin=1, as 9 shifted multiply-adds), "stencil_block" (xla_stencil, and
 with norm=None the whole first block, conv -> relu -> max-pool, as one custom VJP,
 `conv_relu_pool_stencil`, that keeps no [B, T, F, C] map for the backward pass) or "auto",
-the fastest measured on the backend (`AUTO_CONV`). All have the same parameters, so a checkpoint moves between them.
+the fastest measured on the backend (`AUTO_CONV`). All have the same parameters, so a
+checkpoint moves between them.
 Timings of each formulation are in benchmarks/README.md (`benchmarks/conv_bench.py`).
 """
 
@@ -143,7 +144,7 @@ _conv_taps_vjp.defvjp(_conv_taps_fwd, _conv_taps_bwd)
 def conv_xla_stencil(x: jax.Array, kernel: jax.Array) -> jax.Array:
     """`conv_xla`, except that a one-channel input (the CNN's first layer, x [B, T, F, 1])
     runs forward as kh*kw shifted multiply-adds, an elementwise loop XLA fuses, instead of
-    a convolution with Cin=1 (measured ~10x faster alone on a 2-core CPU at [64, 101, 40]).
+    a convolution with Cin=1 (about 10x faster on a 2-core CPU; benchmarks/README.md).
     Its gradients are XLA's convolution gradients (a custom VJP), as are every gradient
     and forward pass of a layer with Cin > 1. Values equal `conv_xla`'s up to float32
     rounding (the same products summed in another order).
@@ -275,9 +276,8 @@ CONVS: Mapping[str, ConvFn] = {
 }
 
 
-# The fastest formulation per backend, measured with benchmarks/conv_bench.py; re-measure
-# when jax changes (jax 0.10.2, 2-core CPU, batch 64: xla_stencil 1.15-1.25x nn.Conv's speed,
-# nn.Conv 1.3x the im2col VJP's; with norm=None stencil_block ~1.2x xla_stencil's). GPU and TPU not measured: XLA's own convolution there.
+# The fastest formulation per backend, measured with benchmarks/conv_bench.py (figures in
+# benchmarks/README.md; re-measure when jax changes). GPU and TPU: XLA's own convolution.
 AUTO_CONV: Mapping[str, str] = {"cpu": "stencil_block", "gpu": "xla", "tpu": "xla"}
 
 
