@@ -94,17 +94,19 @@ class Task:
         return np.stack(rows) if rows else np.zeros([0, self.n_columns], np.float32)
 
     def class_ids(self, y: np.ndarray) -> np.ndarray:
-        """int [N] class index from this task's columns (binary, multiclass only)."""
+        """Class index, int [N], from this task's columns (binary, multiclass only)."""
         if self.kind == "multilabel":
             raise ValueError(f"task {self.name!r} is multilabel: it has no single class per sample")
         y = np.asarray(y)
         return (y[:, 0] > 0.5).astype(np.int64) if self.kind == "binary" else y.argmax(-1)
 
     def to_json(self) -> dict:
+        """`{"name", "labels", "kind"}` as JSON values; `from_json` turns it back."""
         return {"name": self.name, "labels": list(self.labels), "kind": self.kind}
 
     @classmethod
     def from_json(cls, d: dict) -> Task:
+        """The task a `to_json` dict describes."""
         return cls(name=d["name"], labels=tuple(d["labels"]), kind=d["kind"])
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 
@@ -25,7 +27,7 @@ def ragged(tmp_path):
     offsets = np.concatenate([[0], np.cumsum(LENGTHS)]).astype(np.int64)
     source = RaggedSource(np.memmap(path, np.float32, "r", shape=flat.shape), offsets)
     dense = np.zeros([len(LENGTHS), LENGTHS.max(), F], np.float32)
-    for n, (begin, end) in enumerate(zip(offsets[:-1], offsets[1:])):
+    for n, (begin, end) in enumerate(itertools.pairwise(offsets)):
         dense[n, : end - begin] = flat[begin:end]
     return DiskArray.from_source(source), dense
 

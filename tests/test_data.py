@@ -315,7 +315,7 @@ def test_fit_scaler_uses_valid_frames_only():
 
 def test_fit_scaler_train_only_differs_from_train_and_test():
     ds = scaled_dataset()
-    train, test = data.kfold(ds, 4, seed=0)[0]
+    train, _ = data.kfold(ds, 4, seed=0)[0]
     on_train = data.fit_scaler(data.subset(ds, train))
     train_frames = valid_frames(data.subset(ds, train))
     np.testing.assert_allclose(on_train.mean[0], train_frames.mean(0), rtol=1e-6)
@@ -361,6 +361,14 @@ def test_fit_scaler_floors_constant_features():
     np.testing.assert_array_equal(scaler.mean, [[5.0, 0.0]])
 
 
+def test_fit_scaler_without_valid_frames_names_the_dataset():
+    ds = TaskDataset.from_arrays(
+        np.ones([3, 2, 2]), np.eye(3), [SOUND], lengths=np.zeros(3, np.int64), name="silent"
+    )
+    with pytest.raises(ValueError, match="dataset 'silent' has no valid frames"):
+        data.fit_scaler(ds)
+
+
 def test_non_finite_features_name_dataset_and_row(tmp_path):
     ds = scaled_dataset()
     bad = np.asarray(ds.x).copy()
@@ -401,8 +409,12 @@ def two_datasets():
     rng = np.random.default_rng(0)
     a_y = np.concatenate([np.eye(3)[[0, 1, 2]], [[1.0], [0.0], [1.0]]], 1)  # sound + speaker
     a = TaskDataset.from_arrays(
-        rng.normal(size=(3, 4, 2)), a_y, [SOUND, SPEAKER], name="a",
-        has_task=np.array([[True, True], [True, False], [True, True]]), groups=[5, 5, 9],
+        rng.normal(size=(3, 4, 2)),
+        a_y,
+        [SOUND, SPEAKER],
+        name="a",
+        has_task=np.array([[True, True], [True, False], [True, True]]),
+        groups=[5, 5, 9],
     )
     b_y = np.concatenate([np.eye(3)[[2, 2]], [[1.0, 1.0], [0.0, 1.0]]], 1)  # sound + mood
     b = TaskDataset.from_arrays(

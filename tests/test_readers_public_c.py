@@ -150,7 +150,7 @@ TUT_FOLD_TEST = {
 def tut_scenes(tmp_path) -> Path:
     """TUT-acoustic-scenes-2017-development: meta.txt and evaluation_setup fold .txt files."""
     root = tmp_path / "TUT-acoustic-scenes-2017-development"
-    for i, (stem, (scene, rec)) in enumerate(TUT_SCENES.items()):
+    for i, stem in enumerate(TUT_SCENES):
         tone(root / "audio" / f"{stem}.wav", i)
     write(
         root / "meta.txt",

@@ -20,9 +20,9 @@ from conftest import write_tone
 import mtjax as mt
 from mtjax.arrays import DiskArray
 from mtjax.audio import load
+from mtjax.extract import scan_parts
 from mtjax.features import LogMel
 from mtjax.readers import CsvReader, FolderReader
-from mtjax.extract import scan_parts
 from mtjax.store import CacheError, ExtractionError
 
 LOGMEL = LogMel(sample_rate=16000, n_fft=512, hop_length=160, n_mels=20)
@@ -67,8 +67,12 @@ def test_cache_hit_is_identical_and_extracts_nothing(tone_folder, tmp_path):
     np.testing.assert_array_equal(first.y, second.y)
     np.testing.assert_array_equal(first.ids, second.ids)
     # another parameter is another cache entry
-    other = mt.read(reader, LogMel(sample_rate=16000, n_fft=512, hop_length=160, n_mels=24),
-                    cache=tmp_path / "c", executor=CountingExecutor())
+    other = mt.read(
+        reader,
+        LogMel(sample_rate=16000, n_fft=512, hop_length=160, n_mels=24),
+        cache=tmp_path / "c",
+        executor=CountingExecutor(),
+    )
     assert other.x.shape[2] == 24
     assert len(list((tmp_path / "c" / "tones").iterdir())) == 2
 
@@ -121,8 +125,12 @@ def test_killed_extraction_resumes_with_only_the_missing_files(tmp_path):
     ext = SlowLogMel(LogMel(sample_rate=16000, n_fft=512, hop_length=160, n_mels=20), 0.0)
     resumed = mt.read(FolderReader(root), ext, cache=cache, executor=pool, progress=False)
     assert pool.files == 40 - done
-    fresh = mt.read(FolderReader(root), LogMel(sample_rate=16000, n_fft=512, hop_length=160,
-                                                n_mels=20), n_jobs=1, progress=False)
+    fresh = mt.read(
+        FolderReader(root),
+        LogMel(sample_rate=16000, n_fft=512, hop_length=160, n_mels=20),
+        n_jobs=1,
+        progress=False,
+    )
     np.testing.assert_array_equal(resumed.x, fresh.x)
     assert not list(cache.glob("*/*/parts"))
 
@@ -146,8 +154,9 @@ def test_predefined_splits_come_back_as_a_split(tmp_path):
             write_tone(root / word / f"{spk}_nohash_0.wav", 400 if word == "yes" else 900, 0.3)
     (root / "testing_list.txt").write_text("yes/cc33_nohash_0.wav\nno/cc33_nohash_0.wav\n")
     (root / "validation_list.txt").write_text("yes/bb22_nohash_0.wav\n")
-    reader = FolderReader(root, task="word", validation_list="validation_list.txt",
-                          testing_list="testing_list.txt")
+    reader = FolderReader(
+        root, task="word", validation_list="validation_list.txt", testing_list="testing_list.txt"
+    )
     split = mt.read(reader, LOGMEL, n_jobs=1)
     assert isinstance(split, mt.Split)
     assert sorted(split.test.ids) == ["no/cc33_nohash_0.wav", "yes/cc33_nohash_0.wav"]
@@ -175,8 +184,9 @@ def test_bad_audio_raises_naming_the_file(tmp_path):
 def test_bad_audio_skipped_is_listed_and_logged(tmp_path, caplog):
     root = _corrupt_dataset(tmp_path)
     ds = mt.read(FolderReader(root), LOGMEL, cache=tmp_path / "c", n_jobs=1, on_error="skip")
-    assert sorted(ds.ids) == sorted([f"a/ok{i}.wav" for i in range(4)] +
-                                    [f"b/ok{i}.wav" for i in range(4)])
+    assert sorted(ds.ids) == sorted(
+        [f"a/ok{i}.wav" for i in range(4)] + [f"b/ok{i}.wav" for i in range(4)]
+    )
     index = json.loads(next((tmp_path / "c").glob("*/*/index.json")).read_text())
     reasons = {Path(s["id"]).name: s["error"] for s in index["skipped"]}
     assert set(reasons) == {"corrupt.wav", "silent.wav", "short.wav"}
@@ -213,8 +223,9 @@ def test_manifest_dataset_reads_multilabel_targets(tmp_path):
         tags = ["a", "a;b", "b", "", "a;b", "b"][i]
         rows.append(f"clips/{i}.wav,{tags},{'test' if i >= 4 else 'train'}")
     (root / "manifest.csv").write_text("\n".join(rows) + "\n")
-    reader = CsvReader(root, "manifest.csv", label_columns=("tags",), separator=";",
-                       split_column="split")
+    reader = CsvReader(
+        root, "manifest.csv", label_columns=("tags",), separator=";", split_column="split"
+    )
     split = mt.read(reader, LOGMEL, n_jobs=1)
     assert split.train.tasks[0].kind == "multilabel"
     np.testing.assert_array_equal(split.train.y, [[1, 0], [1, 1], [0, 1], [0, 0]])
@@ -257,8 +268,7 @@ def test_index_mode_memory_stays_well_below_the_dataset_size(tmp_path):
         print(json.dumps({{"lazy": lazy_growth, "dense": rss() - before,
                            "mean": float(scaler.mean.mean())}}))
     """)
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                         check=True)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result["dense"] > 0.8 * size  # the measurement sees a dataset loaded whole
     assert result["lazy"] < 0.25 * size, result

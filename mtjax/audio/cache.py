@@ -238,10 +238,10 @@ def _extract(items, extraction, folder, n_jobs, executor, on_error, progress, na
         for i, item in enumerate(items)
         if i not in done and (retry or i not in failed)
     ]
-    if len(todo) < len(items):
-        log.info("%s: resuming, %d of %d files already done", name, len(items) - len(todo), len(items))
-    bar = tqdm(total=len(items), initial=len(items) - len(todo), desc=f"extract {name}",
-               unit="file", disable=not progress or not todo)
+    n_done, quiet = len(items) - len(todo), not progress or not todo
+    if n_done:
+        log.info("%s: resuming, %d of %d files already done", name, n_done, len(items))
+    bar = tqdm(total=len(items), initial=n_done, desc=f"extract {name}", unit="file", disable=quiet)
     try:
         for batch_result in _run_jobs(todo, extraction, parts, n_jobs, executor):
             for _, _, error in batch_result:
@@ -289,14 +289,16 @@ _WARM = False
 
 
 def _process_pool(workers: int) -> cf.ProcessPoolExecutor:
-    """Forked workers where the platform forks (no re-import of the user's script, and
-    they inherit a warmed-up librosa), spawned ones elsewhere."""
+    """A pool of `workers` extraction processes: forked where the platform forks, else spawned.
+
+    Forked workers re-import nothing of the user's script and inherit a warmed-up librosa.
+    """
     global _WARM
     if "fork" in multiprocessing.get_all_start_methods():
         if not _WARM:
             worker.warm_up()
             _WARM = True
-        context = multiprocessing.get_context("fork")
+        context: multiprocessing.context.BaseContext = multiprocessing.get_context("fork")
     else:
         context = multiprocessing.get_context("spawn")
     return cf.ProcessPoolExecutor(workers, mp_context=context, initializer=worker.init_worker)
@@ -312,28 +314,28 @@ def _consolidate(items, extraction, folder: Path, parts: Path) -> dict:
         if i not in done
     ]
     if not kept:
-        raise ExtractionError(
-            f"no usable audio in {len(items)} files, e.g. {skipped[0]['error']}"
-        )
+        raise ExtractionError(f"no usable audio in {len(items)} files, e.g. {skipped[0]['error']}")
     offsets = np.concatenate([[0], np.cumsum([done[i].length for i in kept])]).astype(np.int64)
     row_of = {i: row for row, i in enumerate(kept)}
     by_file: dict[Path, list[int]] = {}
     for i in kept:
         by_file.setdefault(done[i].file, []).append(i)
     features_tmp = folder / ".features.npy.tmp"
-    flat = None
+    flat: np.memmap | None = None
     for file, indices in sorted(by_file.items()):
         with np.load(file, allow_pickle=False) as batch:
             features = batch["features"]
         if flat is None:
-            flat = np.lib.format.open_memmap(
-                features_tmp, mode="w+", dtype=np.float32, shape=(int(offsets[-1]), features.shape[1])
-            )
+            shape = (int(offsets[-1]), features.shape[1])
+            flat = np.lib.format.open_memmap(features_tmp, mode="w+", dtype=np.float32, shape=shape)
         if features.ndim != 2 or features.shape[1] != flat.shape[1]:
-            raise CacheError(f"{file}: features of shape {features.shape}, expected F={flat.shape[1]}")
+            raise CacheError(
+                f"{file}: features of shape {features.shape}, expected F={flat.shape[1]}"
+            )
         for i in indices:
             part, row = done[i], row_of[i]
             flat[offsets[row] : offsets[row + 1]] = features[part.row : part.row + part.length]
+    assert flat is not None  # `kept` is not empty, so at least one part file was read
     n_features = int(flat.shape[1])
     flat.flush()
     with open(features_tmp, "rb+") as f:
@@ -361,17 +363,12 @@ def _consolidate(items, extraction, folder: Path, parts: Path) -> dict:
 def _dataset(reader, extraction, items, source: RaggedSource, in_memory, max_frames) -> TaskDataset:
     lengths = source.lengths
     length = int(lengths.max()) if max_frames is None else int(max_frames)
-    if in_memory:
-        x = _padded(source, length)
-    else:
-        x = DiskArray.from_source(source, length)
+    x = _padded(source, length) if in_memory else DiskArray.from_source(source, length)
     tasks = tuple(reader.tasks)
     y, has_task = targets(tasks, items, reader.name)
-    group_ids: dict[str, int] = {}
-    groups = [
-        group_ids.setdefault(item.id if item.group is None else f"group:{item.group}", len(group_ids))
-        for item in items
-    ]
+    keys = [item.id if item.group is None else f"group:{item.group}" for item in items]
+    group_ids = {key: g for g, key in enumerate(dict.fromkeys(keys))}  # numbered as first seen
+    groups = [group_ids[key] for key in keys]
     return TaskDataset(
         x=x,
         lengths=np.minimum(lengths, length).astype(np.int32),
@@ -412,7 +409,9 @@ def targets(
                 try:
                     encoded[labels] = task.encode(labels)
                 except LabelError as err:
-                    raise LabelError(f"dataset {name!r}, item {item.id!r} ({item.path}): {err}") from None
+                    raise LabelError(
+                        f"dataset {name!r}, item {item.id!r} ({item.path}): {err}"
+                    ) from None
             y[n, columns] = encoded[labels]
             has_task[n, k] = True
     return y, has_task

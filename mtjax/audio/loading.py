@@ -75,7 +75,7 @@ def _decode(path: str) -> tuple[np.ndarray, int]:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # librosa warns that it falls back to audioread
             signal, rate = librosa.load(path, sr=None, mono=False)
-    except Exception as error:  # noqa: BLE001 - any decoder failure is reported with its reason
+    except Exception as error:  # any decoder failure is reported with its reason
         fallback_reason = str(error) or "no installed backend could decode it"
         reason = f"soundfile: {sf_reason}; librosa.load: {type(error).__name__}: {fallback_reason}"
         raise AudioError(f"{path}: cannot decode audio ({reason})") from error

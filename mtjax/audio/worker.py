@@ -10,12 +10,13 @@ interrupted extraction resumes from whatever parts exist.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NamedTuple
+from typing import IO, NamedTuple
 
 import numpy as np
 
@@ -24,6 +25,7 @@ from mtjax.audio import loading
 
 
 def error_path(parts: Path, index: int) -> Path:
+    """Where the error record of job `index` goes in the `parts` folder."""
     return parts / f"{index:07d}.err.json"
 
 
@@ -48,28 +50,37 @@ def extract_batch(
       (index, number of frames or -1, error message or None) per job.
     """
     parts_dir = Path(parts)
-    results, indices, arrays = [], [], []
+    results: list[tuple[int, int, str | None]] = []
+    indices: list[int] = []
+    arrays: list[np.ndarray] = []
     for index, path in jobs:
         try:
             features = features_of(path, extraction)
         except (loading.AudioError, OSError, ValueError, RuntimeError, EOFError) as err:
             message = str(err) if str(err).startswith(str(path)) else f"{path}: {err}"
             record = json.dumps({"path": path, "error": message}).encode()
-            files.write_atomic(error_path(parts_dir, index), lambda f, r=record: f.write(r), durable=False)
+            files.write_atomic(
+                error_path(parts_dir, index), functools.partial(_write, record), durable=False
+            )
             results.append((index, -1, message))
             continue
         indices.append(index)
         arrays.append(features)
         results.append((index, int(features.shape[0]), None))
     if arrays:
-        batch = {
-            "indices": np.asarray(indices, np.int64),
-            "lengths": np.asarray([a.shape[0] for a in arrays], np.int64),
-            "features": np.concatenate(arrays),
-        }
         name = f"{indices[0]:07d}-{uuid.uuid4().hex[:8]}.npz"
-        files.write_atomic(parts_dir / name, lambda f: np.savez(f, **batch), durable=False)
+        save = functools.partial(
+            np.savez,
+            indices=np.asarray(indices, np.int64),
+            lengths=np.asarray([a.shape[0] for a in arrays], np.int64),
+            features=np.concatenate(arrays),
+        )
+        files.write_atomic(parts_dir / name, save, durable=False)
     return results
+
+
+def _write(data: bytes, file: IO[bytes]) -> None:
+    file.write(data)
 
 
 class Part(NamedTuple):

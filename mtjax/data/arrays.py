@@ -11,9 +11,11 @@ and return the same kind, so the data pipeline never loads an out-of-core datase
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
+
+from mtjax.data import npyfile
 
 CHUNK_BYTES = 32 * 2**20
 
@@ -29,11 +31,12 @@ class RaggedSource(NamedTuple):
       offsets: int64 [R + 1], row boundaries into `flat`.
     """
 
-    flat: np.ndarray
+    flat: np.ndarray | npyfile.NpyRows
     offsets: np.ndarray
 
     @property
     def lengths(self) -> np.ndarray:
+        """int64 [R], frames in each row."""
         return np.diff(self.offsets)
 
 
@@ -95,6 +98,7 @@ class DiskArray:
     # numpy-like surface
     @property
     def shape(self) -> tuple[int, int, int]:
+        """(N, T, F): rows, frames per row, features."""
         return (len(self.row), self.length, self.n_features)
 
     dtype = np.dtype(np.float32)
@@ -105,6 +109,7 @@ class DiskArray:
 
     @property
     def nbytes(self) -> int:
+        """Bytes the whole array takes in memory as float32."""
         return int(np.prod(self.shape)) * 4
 
     def __repr__(self) -> str:
@@ -119,7 +124,7 @@ class DiskArray:
             rows = self[index[0]]
             if isinstance(index[0], (int, np.integer)):
                 return rows[index[1:]]
-            return rows[(slice(None),) + index[1:]]
+            return rows[(slice(None), *index[1:])]
         if isinstance(index, (int, np.integer)):
             return self.gather(np.array([index]))[0]
         if isinstance(index, slice):
@@ -168,16 +173,17 @@ class DiskArray:
                 out[sel] = block
         return out
 
-    def replace(self, **changes) -> DiskArray:
-        fields = dict(
-            sources=self.sources,
-            src=self.src,
-            row=self.row,
-            start=self.start,
-            length=self.length,
-            scalings=self.scalings,
-            cap=self.cap,
-        )
+    def replace(self, **changes: Any) -> DiskArray:
+        """A new view with the given constructor arguments changed, the others kept."""
+        fields: dict[str, Any] = {
+            "sources": self.sources,
+            "src": self.src,
+            "row": self.row,
+            "start": self.start,
+            "length": self.length,
+            "scalings": self.scalings,
+            "cap": self.cap,
+        }
         fields.update(changes)
         return DiskArray(**fields)
 
@@ -277,7 +283,12 @@ def concat_rows(
         padded = [np.pad(x, [(0, 0), (0, length - x.shape[1]), (0, 0)]) for x in xs]
         return np.concatenate(padded).astype(np.float32)
     parts = [x if isinstance(x, DiskArray) else _in_memory_view(x, n) for x, n in zip(xs, lengths)]
-    sources, scalings, src, row, start, cap = [], [], [], [], [], []
+    sources: list[RaggedSource] = []
+    scalings: list[Affine | None] = []
+    src: list[np.ndarray] = []
+    row: list[np.ndarray] = []
+    start: list[np.ndarray] = []
+    cap: list[np.ndarray] = []
     for part in parts:
         src.append(part.src + len(sources))
         sources.extend(part.sources)
@@ -303,9 +314,7 @@ def _in_memory_view(x: np.ndarray, lengths: np.ndarray) -> DiskArray:
     return DiskArray.from_source(RaggedSource(x[valid], offsets), x.shape[1])
 
 
-def chunks(
-    x: np.ndarray | DiskArray, size: int | None = None
-) -> Iterator[tuple[int, np.ndarray]]:
+def chunks(x: np.ndarray | DiskArray, size: int | None = None) -> Iterator[tuple[int, np.ndarray]]:
     """(first row, float32 [<=size, T, F] rows) in order; bounded memory for a DiskArray.
 
     Args:
@@ -333,7 +342,7 @@ def chunk_rows(x: np.ndarray | DiskArray) -> int:
 
 
 def nonfinite_rows(x: np.ndarray | DiskArray) -> np.ndarray:
-    """int [M] rows of `x` holding a NaN or inf, found chunk by chunk."""
+    """Indices (int [M]) of the rows of `x` holding a NaN or inf, found chunk by chunk."""
     bad = [
         begin + np.nonzero(~np.isfinite(chunk).all(axis=(1, 2)))[0]
         for begin, chunk in chunks(x, chunk_rows(x))

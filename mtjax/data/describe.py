@@ -6,15 +6,27 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from mtjax.data.values import MultiTaskData, Split, TaskDataset
+from mtjax.data import values
+from mtjax.data.values import Split, TaskDataset
 from mtjax.tables import table
 
 
 def _parts(value: TaskDataset | Split) -> dict[str, TaskDataset]:
-    if isinstance(value, Split):
-        parts = {"train": value.train, "validation": value.validation, "test": value.test}
-        return {k: v for k, v in parts.items() if v is not None}
-    return {"all": value}
+    """The parts of one read dataset by name: "all", or its Split's train, validation, test."""
+    if not isinstance(value, Split):
+        return {"all": value}
+    sides = {"train": value.train, "validation": value.validation, "test": value.test}
+    parts = {}
+    for side, part in sides.items():
+        if part is None:
+            continue
+        if not isinstance(part, TaskDataset):
+            raise TypeError(
+                f"datasets_table: the {side} side of a Split must be a TaskDataset (as `read` "
+                f"returns it), got {type(part).__name__}"
+            )
+        parts[side] = part
+    return parts
 
 
 def datasets_table(datasets: Sequence[TaskDataset | Split]) -> str:
@@ -40,10 +52,14 @@ def splits_table(splits: Sequence[Split]) -> str:
     """One row per fold: clips of each dataset in train / validation / test, and x's shape."""
     rows = []
     for fold, split in enumerate(splits):
-        train: MultiTaskData = split.train
+        train = values.as_multi(split.train, "splits_table: a split's train side")
+        sides = [
+            None if part is None else values.as_multi(part, "splits_table: a split's side")
+            for part in (split.train, split.validation, split.test)
+        ]
         for d, name in enumerate(train.datasets):
             counts = []
-            for part in (split.train, split.validation, split.test):
+            for part in sides:
                 counts.append("-" if part is None else str(int(np.sum(part.dataset_id == d))))
             rows.append([fold, name, *counts, "x".join(str(s) for s in train.x.shape[1:])])
     return table(["fold", "dataset", "train", "validation", "test", "features T x F"], rows)

@@ -28,6 +28,9 @@ class NpyRows:
     ndim = 2
 
     def __init__(self, path: str | os.PathLike):
+        self._open(path)
+
+    def _open(self, path: str | os.PathLike) -> None:
         self.path = Path(path)
         with open(self.path, "rb") as f:
             version = np.lib.format.read_magic(f)
@@ -54,7 +57,7 @@ class NpyRows:
         return {"path": self.path}
 
     def __setstate__(self, state):
-        self.__init__(state["path"])
+        self._open(state["path"])
 
     def __del__(self, _getpid=os.getpid, _close=os.close):  # os may be gone at exit
         if getattr(self, "_fd", None) is not None and self._pid == _getpid():
@@ -82,7 +85,9 @@ class NpyRows:
         out = np.empty([int(counts.sum()), self.shape[1]], self.dtype)
         joined = np.nonzero(starts[1:] != starts[:-1] + counts[:-1])[0] + 1
         run_starts = starts[np.concatenate([[0], joined])] if len(starts) else starts
-        run_counts = np.add.reduceat(counts, np.concatenate([[0], joined])) if len(starts) else counts
+        run_counts = (
+            np.add.reduceat(counts, np.concatenate([[0], joined])) if len(starts) else counts
+        )
         position = 0
         for start, count in zip(run_starts.tolist(), run_counts.tolist()):
             self._read_into(out[position : position + count], start)
@@ -95,7 +100,7 @@ class NpyRows:
             raise IndexError(f"rows {start}:{start + count} outside {self.shape[0]} rows")
         if out.size == 0:
             return
-        view, done, size = memoryview(out).cast("B"), 0, out.nbytes
+        view, done, size = out.data.cast("B"), 0, out.nbytes
         fd, position = self._descriptor(), self._data_offset + start * self._row_bytes
         while done < size:
             got = os.preadv(fd, [view[done:]], position + done)

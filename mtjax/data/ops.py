@@ -6,7 +6,8 @@ reaches `x` only through `mtjax.data.arrays`, so an out-of-core dataset is never
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import jax
 import numpy as np
@@ -17,6 +18,11 @@ from mtjax.data.values import Data
 from mtjax.tasks import LabelError, Task
 
 FRAME_LENGTHS = ("median", "min", "max")
+_LENGTH_STATISTICS: dict[str, Callable[[np.ndarray], Any]] = {
+    "median": np.median,
+    "min": np.min,
+    "max": np.max,
+}
 
 
 # Naming things in errors
@@ -35,7 +41,7 @@ def find_task(ds: Data, task: str | None) -> tuple[int, Task]:
 
 
 def label_matrix(ds: Data, k: int, task: Task) -> np.ndarray:
-    """bool [N, L]: row n carries label l of `task` (all False where it lacks the task)."""
+    """Label indicators, bool [N, L]: row n carries label l of `task` (all False without it)."""
     y = ds.y[:, ds.task_slices[task.name]]
     if task.kind == "multilabel":
         member = y > 0.5
@@ -156,7 +162,7 @@ def frame_length(ds: Data, how: int | str) -> int:
         return how
     if not len(ds):
         raise ValueError(f"{values.describe(ds)} has no rows to take a {how} length from")
-    stat = {"median": np.median, "min": np.min, "max": np.max}[how](ds.lengths)
+    stat = _LENGTH_STATISTICS[how](ds.lengths)
     return max(int(np.rint(stat)), 1)
 
 
@@ -223,5 +229,3 @@ def windows(ds: Data, length: int, hop: int) -> Data:
     x = parts[0] if len(parts) == 1 else arrays.concat_rows(parts, [new_lengths[p] for p in pieces])
     picked = jax.tree.map(lambda a: a[rows], ds.replace(x=None))
     return picked.replace(x=x, lengths=new_lengths)
-
-

@@ -102,9 +102,7 @@ def _scale_by_dataset(ds: MultiTaskData, scalers: Mapping[str, Scaler]) -> Multi
     return ds.replace(x=arrays.take(x, np.argsort(order)))
 
 
-def limit(
-    caps: int | Mapping[str, int], *, task: str | None = None, seed: int = 0
-) -> Step:
+def limit(caps: int | Mapping[str, int], *, task: str | None = None, seed: int = 0) -> Step:
     """Prepare step: at most `caps` train rows per label (see `ops.limit_labels`).
 
     Test and validation are left whole.

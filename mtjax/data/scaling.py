@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 import numpy as np
+from flax import struct
 
 from mtjax.data import arrays, ops, values
 from mtjax.data.arrays import Affine
@@ -16,7 +15,8 @@ STD_FLOOR = 1e-8  # a standard deviation below this scales by 1 (a constant feat
 # Scaling
 
 
-class Scaler(NamedTuple):
+@struct.dataclass
+class Scaler:
     """Standardization statistics over the valid frames of a dataset (see `fit_scaler`).
 
     Attributes:
@@ -61,10 +61,10 @@ def fit_scaler(ds: Data, *, per: str = "feature") -> Scaler:
         if bad.size:
             ops.raise_nonfinite(ds, begin + bad)
         valid = np.arange(n_frames)[None, :, None] < lengths[begin : begin + len(chunk), None, None]
-        values = np.where(valid, chunk, 0.0).astype(np.float64)  # [B, T, F]
+        x_BxTxF = np.where(valid, chunk, 0.0).astype(np.float64)
         count_b = valid.sum(axes).reshape(cells, 1)
-        mean_b = values.sum(axes).reshape(cells, n_features) / np.maximum(count_b, 1)
-        m2_b = (np.where(valid, values - mean_b[None], 0.0) ** 2).sum(axes)
+        mean_b = x_BxTxF.sum(axes).reshape(cells, n_features) / np.maximum(count_b, 1)
+        m2_b = (np.where(valid, x_BxTxF - mean_b[None], 0.0) ** 2).sum(axes)
         total = count + count_b
         delta = mean_b - mean
         mean = mean + delta * count_b / np.maximum(total, 1)
@@ -92,5 +92,3 @@ def scale(ds: Data, scaler: Scaler) -> Data:
             f"{n_frames} frames of {n_features} features"
         )
     return ds.replace(x=arrays.affine(ds.x, ds.lengths, Affine(mult=1 / std, add=-mean / std)))
-
-

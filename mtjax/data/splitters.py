@@ -50,7 +50,9 @@ def kfold(
     grouped = n_groups < len(ds)
     unit = "groups" if grouped else "clips"
     if n_groups < k:
-        raise ValueError(f"kfold: {values.describe(ds)} has {n_groups} {unit}, fewer than {k} folds")
+        raise ValueError(
+            f"kfold: {values.describe(ds)} has {n_groups} {unit}, fewer than {k} folds"
+        )
     for j, label in enumerate(t.labels):
         count = len(np.unique(group[member[:, j]]))
         if 0 < count < k:
@@ -73,14 +75,16 @@ def kfold(
             tests = [np.sort(test) for _, test in split]
     every = np.arange(len(ds))
     if any(len(test) == 0 for test in tests):
-        raise ValueError(f"kfold: {values.describe(ds)} cannot fill {k} test folds; use fewer folds")
+        raise ValueError(
+            f"kfold: {values.describe(ds)} cannot fill {k} test folds; use fewer folds"
+        )
     return [(np.setdiff1d(every, test), test.astype(np.int64)) for test in tests]
 
 
 def _iterative_folds(
     member: np.ndarray, has: np.ndarray, group: np.ndarray, k: int, rng: np.random.Generator
 ) -> np.ndarray:
-    """int [N] fold of each row by iterative stratification over groups.
+    """Fold of each row, int [N], by iterative stratification over groups.
 
     Sechidis et al. (2011), Algorithm 1, with groups as the units: repeatedly take the
     label with the fewest unassigned units (ties at random) and give each unit carrying
@@ -132,5 +136,7 @@ def predefined_folds(ds: Data) -> list[tuple[np.ndarray, np.ndarray]]:
     folds = np.asarray(ds.folds)
     names = np.unique(folds[folds >= 0])
     if not names.size:
-        raise ValueError(f"{values.describe(ds)} has no predefined folds (every `folds` value is -1)")
+        raise ValueError(
+            f"{values.describe(ds)} has no predefined folds (every `folds` value is -1)"
+        )
     return [(np.nonzero(folds != f)[0], np.nonzero(folds == f)[0]) for f in names]

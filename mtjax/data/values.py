@@ -8,7 +8,8 @@ out-of-core `mtjax.arrays.DiskArray`; every function here works on both, and rea
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from flax import struct
@@ -36,7 +37,7 @@ class TaskDataset:
       extraction: the extraction's key (static).
     """
 
-    x: np.ndarray
+    x: np.ndarray | DiskArray
     lengths: np.ndarray
     y: np.ndarray
     has_task: np.ndarray
@@ -47,6 +48,12 @@ class TaskDataset:
     tasks: tuple[Task, ...] = struct.field(pytree_node=False, default=())
     name: str = struct.field(pytree_node=False, default="dataset")
     extraction: str = struct.field(pytree_node=False, default="")
+
+    if TYPE_CHECKING:  # `struct.dataclass` adds it at run time
+
+        def replace(self, **changes: Any) -> TaskDataset:
+            """A copy with the given fields changed."""
+            ...
 
     def __len__(self) -> int:
         return int(self.lengths.shape[0])
@@ -83,6 +90,8 @@ class TaskDataset:
           groups: int [N]; default each row its own group.
           folds: int [N] predefined folds; default none (-1).
           ids: N strings; default "0", "1", ...
+          name: the dataset's name, as errors and `concat` show it.
+          extraction: key of the extraction that made `x`; `concat` requires equal keys.
         """
         if isinstance(x, DiskArray):
             if lengths is None:
@@ -159,7 +168,7 @@ class MultiTaskData:
       extraction: the common extraction key (static).
     """
 
-    x: np.ndarray
+    x: np.ndarray | DiskArray
     lengths: np.ndarray
     y: np.ndarray
     has_task: np.ndarray
@@ -171,6 +180,12 @@ class MultiTaskData:
     tasks: tuple[Task, ...] = struct.field(pytree_node=False, default=())
     datasets: tuple[str, ...] = struct.field(pytree_node=False, default=())
     extraction: str = struct.field(pytree_node=False, default="")
+
+    if TYPE_CHECKING:  # `struct.dataclass` adds it at run time
+
+        def replace(self, **changes: Any) -> MultiTaskData:
+            """A copy with the given fields changed."""
+            ...
 
     def __len__(self) -> int:
         return int(self.lengths.shape[0])
@@ -189,23 +204,28 @@ class Split:
     test: TaskDataset | MultiTaskData | None = None
     validation: TaskDataset | MultiTaskData | None = None
 
+    if TYPE_CHECKING:  # `struct.dataclass` adds it at run time
+
+        def replace(self, **changes: Any) -> Split:
+            """A copy with the given fields changed."""
+            ...
+
     @property
     def tasks(self) -> tuple[Task, ...]:
+        """The train side's tasks."""
         return self.train.tasks
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[TaskDataset | MultiTaskData | None]:
         """`train, test = split`, as in `for train, test in mt.splits(...)`."""
         return iter((self.train, self.test))
 
-    def map(self, fn) -> Split:
+    def map(self, fn: Callable[[Any], Any]) -> Split:
         """Apply `fn` to every part that is present."""
         return Split(
             train=fn(self.train),
             test=None if self.test is None else fn(self.test),
             validation=None if self.validation is None else fn(self.validation),
         )
-
-
 
 
 Data = TaskDataset | MultiTaskData
@@ -298,19 +318,20 @@ def concat(datasets: Sequence[Data] | Data) -> MultiTaskData:
 
 
 def _dense(values: np.ndarray) -> np.ndarray:
-    """int [N]: each value's rank among the distinct values (0, 1, ...)."""
+    """Dense ranks, int [N]: each value's rank among the distinct values (0, 1, ...)."""
     return np.unique(np.asarray(values), return_inverse=True)[1].reshape(-1)
 
 
 def as_multi(ds: Data, what: str = "concat") -> MultiTaskData:
-    """A TaskDataset as a one-dataset MultiTaskData (ids prefixed "name/"); `what` names
-    the argument in the TypeError for anything else."""
+    """A TaskDataset as a one-dataset MultiTaskData (ids prefixed "name/").
+
+    A MultiTaskData is returned as it is; `what` names the argument in the TypeError raised
+    for anything else.
+    """
     if isinstance(ds, MultiTaskData):
         return ds
     if not isinstance(ds, TaskDataset):
-        raise TypeError(
-            f"{what} must be a TaskDataset or MultiTaskData, got {type(ds).__name__}"
-        )
+        raise TypeError(f"{what} must be a TaskDataset or MultiTaskData, got {type(ds).__name__}")
     return MultiTaskData(
         x=ds.x,
         lengths=ds.lengths,
@@ -327,8 +348,6 @@ def as_multi(ds: Data, what: str = "concat") -> MultiTaskData:
     )
 
 
-
-
 def describe(ds: Data) -> str:
     """How errors name a dataset: "dataset 'x'" or "datasets 'x+y'"."""
     if isinstance(ds, TaskDataset):
@@ -338,7 +357,7 @@ def describe(ds: Data) -> str:
     return f"datasets {'+'.join(ds.datasets)!r}" if ds.datasets else "multi-task data"
 
 
-def covers_every_task(ds: MultiTaskData | None) -> bool:
+def covers_every_task(ds: Data | None) -> bool:
     """Whether `ds` has at least one row of every one of its tasks (False for None).
 
     A predefined validation side drives early stopping and the choice of epoch only when

@@ -22,7 +22,7 @@ import hashlib
 import io
 import json
 import shutil
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -108,7 +108,7 @@ def demo_readers(paths: Mapping[str, str | Path]) -> list[Reader]:
     """
     return [
         FolderReader(
-            paths["commands"],
+            Path(paths["commands"]),
             "word",
             name="commands",
             group=r"^(.+?)_nohash_",
@@ -116,7 +116,7 @@ def demo_readers(paths: Mapping[str, str | Path]) -> list[Reader]:
             testing_list="testing_list.txt",
         ),
         CsvReader(
-            paths["sounds"],
+            Path(paths["sounds"]),
             "meta/esc50.csv",
             name="sounds",
             path_column="filename",
@@ -126,7 +126,7 @@ def demo_readers(paths: Mapping[str, str | Path]) -> list[Reader]:
             audio_dir="audio",
         ),
         CsvReader(
-            paths["tagged"],
+            Path(paths["tagged"]),
             "manifest.csv",
             name="tagged",
             label_columns=("tags", "loud"),
@@ -180,8 +180,9 @@ def write_commands(root: Path, *, seed: int, scale: float) -> int:
     )
     (root / "README.md").write_text(
         "Synthetic keyword data in the Speech Commands layout, written by mtjax.demo.\n"
-        f"Words: {', '.join(sounds.WORDS)}. Files <word>/<speaker>_nohash_<n>.wav; the lists name the\n"
-        "validation and test clips (by a hash of the speaker id); every other clip is training.\n"
+        f"Words: {', '.join(sounds.WORDS)}. Files <word>/<speaker>_nohash_<n>.wav; the lists name"
+        " the\nvalidation and test clips (by a hash of the speaker id); every other clip is"
+        " training.\n"
     )
     return n
 
@@ -192,7 +193,7 @@ def write_sounds(root: Path, *, seed: int, scale: float) -> int:
     per_fold = max(1, round(3 * scale))
     n_sources = len(ESC_TARGETS) * 5 * per_fold
     source_ids = 100000 + rng.choice(900000, size=n_sources, replace=False)
-    rows = []
+    rows: list[tuple[str, int, int, str, str, int, str]] = []
     for c, (category, target) in enumerate(ESC_TARGETS.items()):
         for fold in range(1, 6):
             for s in range(per_fold):
@@ -205,9 +206,11 @@ def write_sounds(root: Path, *, seed: int, scale: float) -> int:
                     x = sounds.SOUND_SOURCES[category][1](clip_rng, params, n_samples)
                     x = x + sounds.background(clip_rng, n_samples, clip_rng.uniform(-30, -6))
                     filename = f"{fold}-{src}-{take}-{target}.wav"
-                    write_wav(root / "audio" / filename, sounds.finish(x, clip_rng.uniform(-32, -18)))
+                    write_wav(
+                        root / "audio" / filename, sounds.finish(x, clip_rng.uniform(-32, -18))
+                    )
                     esc10 = str(category in ESC10)
-                    rows.append([filename, fold, target, category, esc10, src, take])
+                    rows.append((filename, fold, target, category, esc10, src, take))
     rows.sort(key=lambda row: row[0])
     header = ["filename", "fold", "target", "category", "esc10", "src_file", "take"]
     _write_csv(root / "meta" / "esc50.csv", header, rows)
@@ -235,7 +238,9 @@ def write_tagged(root: Path, *, seed: int, scale: float) -> int:
             tags = sorted(clip_rng.choice(TAGS, size=n_tags, replace=False).tolist())
             n_samples = SAMPLE_RATE
             x = sounds.level(sounds.pink_noise(clip_rng, n_samples), room)
-            x = x + sounds.level(np.sin(2 * np.pi * hum * np.arange(n_samples) / SAMPLE_RATE), room - 6)
+            x = x + sounds.level(
+                np.sin(2 * np.pi * hum * np.arange(n_samples) / SAMPLE_RATE), room - 6
+            )
             for tag in tags:
                 part = sounds.TAG_SOURCES[tag](clip_rng, n_samples)
                 x = x + sounds.level(part, clip_rng.uniform(-26, -18))
@@ -250,7 +255,7 @@ def write_tagged(root: Path, *, seed: int, scale: float) -> int:
 
 
 def write_wav(path: Path, x: np.ndarray) -> None:
-    """float [n] in [-1, 1] -> 16-bit PCM mono WAV at 16 kHz (parent folders created)."""
+    """Write float [n] in [-1, 1] as a 16-bit PCM mono WAV at 16 kHz (parent folders created)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     pcm = np.round(np.clip(x, -1.0, 1.0) * 32767).astype(np.int16)
     sf.write(path, pcm, SAMPLE_RATE, subtype="PCM_16")
@@ -263,7 +268,7 @@ def write_wav(path: Path, x: np.ndarray) -> None:
 
 
 def _speakers(rng: np.random.Generator, n: int) -> list[str]:
-    """n distinct 8-hex speaker ids, drawn until ~10% hash to validation and ~10% to test."""
+    """`n` distinct 8-hex speaker ids, drawn until ~10% hash to validation and ~10% to test."""
     quota = {"validation": max(1, round(0.1 * n)), "test": max(1, round(0.1 * n))}
     quota["train"] = n - quota["validation"] - quota["test"]
     chosen: list[str] = []
@@ -284,7 +289,7 @@ def _marker(path: Path) -> dict | None:
     return {k: found.get(k) for k in ("format", "seed", "scale")}
 
 
-def _write_csv(path: Path, header: list[str], rows: list[list]) -> None:
+def _write_csv(path: Path, header: list[str], rows: Sequence[Sequence[object]]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     text = io.StringIO()
     writer = csv.writer(text, lineterminator="\n")

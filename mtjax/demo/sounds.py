@@ -22,7 +22,7 @@ VOWELS = {
 
 
 def pink_noise(rng: np.random.Generator, n: int) -> np.ndarray:
-    """float [n] noise with a 1/f power spectrum, unit RMS."""
+    """Noise with a 1/f power spectrum, float [n], unit RMS."""
     m = sp_fft.next_fast_len(n, real=True)
     spectrum = np.fft.rfft(rng.standard_normal(m))
     spectrum /= np.sqrt(np.maximum(np.arange(len(spectrum)), 1.0))
@@ -30,7 +30,7 @@ def pink_noise(rng: np.random.Generator, n: int) -> np.ndarray:
 
 
 def band_noise(rng: np.random.Generator, n: int, low: float, high: float) -> np.ndarray:
-    """float [n] white noise kept between `low` and `high` Hz, unit RMS."""
+    """White noise kept between `low` and `high` Hz, float [n], unit RMS."""
     m = sp_fft.next_fast_len(n, real=True)
     spectrum = np.fft.rfft(rng.standard_normal(m))
     freqs = np.fft.rfftfreq(m, 1 / SAMPLE_RATE)
@@ -39,7 +39,7 @@ def band_noise(rng: np.random.Generator, n: int, low: float, high: float) -> np.
 
 
 def background(rng: np.random.Generator, n: int, db: float) -> np.ndarray:
-    """float [n] room noise at `db` dB RMS: pink noise plus a random band of white noise."""
+    """Room noise, float [n] at `db` dB RMS: pink noise plus a random band of white noise."""
     low = rng.uniform(100, 3000)
     band = band_noise(rng, n, low, low * rng.uniform(1.5, 4.0))
     return level(pink_noise(rng, n) + rng.uniform(0, 1.5) * band, db)
@@ -63,13 +63,13 @@ def harmonic_tone(f0: np.ndarray, n_harmonics: int, tilt: float = 0.6) -> np.nda
 
 
 def chirp(n: int, start: float, end: float) -> np.ndarray:
-    """float [n] sine sweeping exponentially from `start` to `end` Hz, unit RMS."""
+    """Sine sweeping exponentially from `start` to `end` Hz, float [n], unit RMS."""
     f = start * (end / start) ** (np.arange(n) / max(n - 1, 1))
     return _unit(np.sin(2 * np.pi * np.cumsum(f) / SAMPLE_RATE))
 
 
 def clicks(times: np.ndarray, n: int, frequency: float, decay: float) -> np.ndarray:
-    """float [n]: a damped sinusoid (`frequency` Hz, `decay` s time constant) at each time (s)."""
+    """Clicks, float [n]: a damped sinusoid (`frequency` Hz, `decay` s) at each time (s)."""
     impulses = np.zeros(n)
     at = (np.asarray(times) * SAMPLE_RATE).astype(int)
     np.add.at(impulses, at[(at >= 0) & (at < n)], 1.0)
@@ -106,7 +106,7 @@ def formant_speech(
 
 
 def spoken_word(rng: np.random.Generator, word: str, voice: dict, n: int) -> np.ndarray:
-    """float [n], one utterance of `word` by a speaker (`voice`: pitch "f0", formant "tract")."""
+    """One utterance of `word`, float [n], by a speaker (`voice`: pitch "f0", formant "tract")."""
     onset, vowels, coda = WORDS[word]
     stretch = rng.uniform(0.85, 1.15)
     n_voiced = int(0.17 * len(vowels) * stretch * SAMPLE_RATE)
@@ -289,7 +289,7 @@ def _consonant(rng: np.random.Generator, kind: str) -> np.ndarray:
 
 
 def _envelope(n: int, attack: float, release: float) -> np.ndarray:
-    """float [n] ramps up over `attack` s, down over `release` s, 1 in between."""
+    """Envelope, float [n]: ramps up over `attack` s, down over `release` s, 1 in between."""
     t = np.arange(n)
     up = np.clip(t / max(attack * SAMPLE_RATE, 1), 0, 1)
     down = np.clip((n - 1 - t) / max(release * SAMPLE_RATE, 1), 0, 1)

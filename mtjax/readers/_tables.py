@@ -9,7 +9,6 @@ from pathlib import Path
 from mtjax.readers.base import ReaderError, inside_root
 from mtjax.tasks import Task
 
-
 SPLIT_NAMES = {
     "train": "train",
     "training": "train",
@@ -41,6 +40,16 @@ def parse_labels(cell: str, kind: str, separator: str | None = None) -> tuple[st
     """
     if kind != "multilabel":
         return (cell,) if cell else None
+    return parse_multilabel(cell, separator)
+
+
+def parse_multilabel(cell: str, separator: str | None = None) -> tuple[str, ...]:
+    """Labels of one multilabel cell, deduplicated, in cell order; () for an empty cell.
+
+    Args:
+      cell: the stripped cell text.
+      separator: splits the cell; None: the whole cell is one label.
+    """
     parts = cell.split(separator) if separator else [cell]
     return tuple(dict.fromkeys(p.strip() for p in parts if p.strip()))
 
@@ -177,10 +186,10 @@ def labels_by_index(rows: list[Row], index_column: str, label_column: str, where
                 f"{at}: {index_column} {index} is {label!r}, but {first!r} at line {first_line}"
             )
         if label in id_of and id_of[label][0] != index:
-            first, first_line = id_of[label]
+            first_index, first_line = id_of[label]
             raise ReaderError(
-                f"{at}: {label_column} {label!r} has {index_column} {index}, but {first} at line"
-                f" {first_line}"
+                f"{at}: {label_column} {label!r} has {index_column} {index}, but {first_index} at"
+                f" line {first_line}"
             )
         label_of.setdefault(index, (label, line))
         id_of.setdefault(label, (index, line))

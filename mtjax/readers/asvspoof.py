@@ -27,7 +27,7 @@ PROTOCOLS = (
     ("cm_develop.ndx", "validation"),
     ("cm_evaluation.ndx", "test"),
 )
-ATTACKS = ("human",) + tuple(f"S{i}" for i in range(1, 11))
+ATTACKS = ("human", *(f"S{i}" for i in range(1, 11)))
 KEYS = {"human": "genuine", "genuine": "genuine", "spoof": "spoof"}
 SPOOF = Task("spoof", ("genuine", "spoof"), "binary")
 
@@ -59,7 +59,7 @@ class ASVspoof2015:
 
     root: Path
     _: dataclasses.KW_ONLY
-    name: str | None = None
+    name: str = ""
 
     def __post_init__(self):
         root = existing_root(self.root, "ASVspoof 2015")
@@ -70,7 +70,7 @@ class ASVspoof2015:
 
     @property
     def tasks(self) -> tuple[Task, ...]:
-        """spoof (binary) and attack (multiclass, the attacks present)."""
+        """The tasks: spoof (binary) and attack (multiclass, the attacks present)."""
         present = {row[4] for row in self._rows()}
         attacks = tuple(a for a in ATTACKS if a in present)
         if len(attacks) < 2:
@@ -103,7 +103,8 @@ class ASVspoof2015:
 
     def _rows(self) -> list[tuple[str, str, str, str, str, str]]:
         """(where, split, speaker, utterance, attack, key) per protocol row, key genuine/spoof."""
-        rows, seen = [], {}
+        rows: list[tuple[str, str, str, str, str, str]] = []
+        seen: dict[str, str] = {}  # utterance -> where it was first
         for protocol, split in PROTOCOLS:
             path = self._protocol_path(protocol)
             shown = path.relative_to(self.root).as_posix()

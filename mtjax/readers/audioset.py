@@ -14,7 +14,7 @@ import logging
 import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import NamedTuple
+from typing import NamedTuple, cast
 
 from mtjax.readers import _tables
 from mtjax.readers.base import Item, ReaderError, existing_root
@@ -92,7 +92,7 @@ class AudioSetCsv:
     ontology: str | os.PathLike | None = None
     label_map: str | os.PathLike | None = None
     audio_dir: str | os.PathLike = "audio"
-    name: str | None = None
+    name: str = ""
 
     def __post_init__(self):
         root = existing_root(self.root, "AudioSet")
@@ -120,16 +120,18 @@ class AudioSetCsv:
                 raise FileNotFoundError(f"AudioSet: segment CSV {file!r} not found in {root}")
         if self.ontology is not None and self.label_map is not None:
             raise ValueError("AudioSet: give ontology= or label_map=, not both")
-        if self.ontology is None and self.label_map is None:
+        map_file = self.ontology if self.ontology is not None else self.label_map
+        if map_file is None:
             if (root / CLASS_INDEX).is_file():
-                object.__setattr__(self, "label_map", CLASS_INDEX)
+                map_file = CLASS_INDEX
+                object.__setattr__(self, "label_map", map_file)
             elif (root / ONTOLOGY).is_file():
-                object.__setattr__(self, "ontology", ONTOLOGY)
+                map_file = ONTOLOGY
+                object.__setattr__(self, "ontology", map_file)
             else:
                 raise FileNotFoundError(
                     f"AudioSet: no label map: neither {CLASS_INDEX!r} nor {ONTOLOGY!r} in {root}"
                 )
-        map_file = self.ontology if self.ontology is not None else self.label_map
         if not (root / map_file).is_file():
             raise FileNotFoundError(f"AudioSet: label map {str(map_file)!r} not found in {root}")
         if not (root / self.audio_dir).is_dir():
@@ -181,15 +183,19 @@ class AudioSetCsv:
             )
 
     def _csvs(self) -> tuple[tuple[str | None, str], ...]:
+        """(split or None, CSV path) of each segment CSV."""
         if isinstance(self.segments_csv, str):
             return ((None, self.segments_csv),)
-        return self.segments_csv
+        # __post_init__ stored anything but one CSV as (split, CSV) pairs
+        return cast("tuple[tuple[str | None, str], ...]", self.segments_csv)
 
     def _label_map(self) -> dict[str, str]:
-        """mid -> display name, in label map order."""
+        """Each label's mid -> its display name, in label map order."""
         if self.ontology is not None:
             return read_ontology(self.root / self.ontology, str(self.ontology))
-        return read_class_index(self.root / self.label_map, str(self.label_map))
+        # __post_init__ made sure that one of the two is set
+        label_map = cast("str | os.PathLike", self.label_map)
+        return read_class_index(self.root / label_map, str(label_map))
 
     def _task(self, segments: list[Segment]) -> tuple[Task, dict[str, str]]:
         """The task and mid -> task label of every mid in the label map."""
@@ -225,15 +231,15 @@ class AudioSetCsv:
             found = list(dict.fromkeys(found))
             if len(found) > 1:
                 raise ReaderError(f"{segment.where}: several clips for {segment.ytid!r}: {found}")
-            path = found[0] if found else None
-            if path is not None:
-                if path in owner:
+            clip = found[0] if found else None
+            if clip is not None:
+                if clip in owner:
                     raise ReaderError(
-                        f"{segment.where}: clip {path} also matches {owner[path].where}; name"
+                        f"{segment.where}: clip {clip} also matches {owner[clip].where}; name"
                         " clips {YTID}_{start}.wav when a video has several segments"
                     )
-                owner[path] = segment
-            out.append((segment, path))
+                owner[clip] = segment
+            out.append((segment, clip))
         return out
 
 
@@ -301,7 +307,7 @@ def read_segments(path: Path, where: str, split: str | None) -> list[Segment]:
 
 
 def read_ontology(path: Path, where: str) -> dict[str, str]:
-    """id -> name of each node of an AudioSet `ontology.json`, in file order."""
+    """Map of id -> name of each node of an AudioSet `ontology.json`, in file order."""
     try:
         nodes = json.loads(path.read_text(encoding="utf-8-sig"))
     except json.JSONDecodeError as e:
@@ -321,7 +327,7 @@ def read_ontology(path: Path, where: str) -> dict[str, str]:
 
 
 def read_class_index(path: Path, where: str) -> dict[str, str]:
-    """mid -> display_name of an AudioSet `class_labels_indices.csv`, ordered by index."""
+    """Map of mid -> display_name of an AudioSet `class_labels_indices.csv`, by index."""
     rows = _tables.read_table(path, where, ",", ["index", "mid", "display_name"])
     entries = []
     seen: dict[str, int] = {}

@@ -51,13 +51,24 @@ class Item:
 class Reader(Protocol):
     """What `mtjax.read` needs from a dataset layout."""
 
-    name: str
-    root: Path
+    @property
+    def name(self) -> str:
+        """The dataset's name, as caches, errors and combined data show it."""
+        ...
 
     @property
-    def tasks(self) -> tuple[Task, ...]: ...
+    def root(self) -> Path:
+        """The dataset folder, absolute."""
+        ...
 
-    def items(self) -> Iterator[Item]: ...
+    @property
+    def tasks(self) -> tuple[Task, ...]:
+        """The dataset's tasks, in target column order."""
+        ...
+
+    def items(self) -> Iterator[Item]:
+        """Every clip of the dataset, in a stable order."""
+        ...
 
 
 def existing_root(root: str | os.PathLike, what: str = "dataset") -> Path:

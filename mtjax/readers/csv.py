@@ -54,7 +54,7 @@ class CsvReader:
     root: Path
     manifest: str | os.PathLike
     _: dataclasses.KW_ONLY
-    name: str | None = None
+    name: str = ""
     path_column: str = "path"
     label_columns: Sequence[str] | Mapping[str, Task | str] = ("label",)
     kinds: Mapping[str, str] | None = None
@@ -156,7 +156,9 @@ class CsvReader:
     def _rows(self) -> list[_tables.Row]:
         needed = [self.path_column, *self._columns()]
         needed += [c for c in (self.split_column, self.fold_column, self.group_column) if c]
-        rows = _tables.read_table(self.root / self.manifest, str(self.manifest), self.delimiter, needed)
+        rows = _tables.read_table(
+            self.root / self.manifest, str(self.manifest), self.delimiter, needed
+        )
         if not rows:
             raise ReaderError(f"{self.manifest}: no rows after the header")
         return rows
@@ -170,7 +172,7 @@ class CsvReader:
                 out[column] = given[column]
                 continue
             kind, separator = self._kind(column), self._separator(column)
-            labels = set()
+            labels: set[str] = set()
             for _, cells in rows:
                 labels.update(_tables.parse_labels(cells[column], kind, separator) or ())
             try:
@@ -183,7 +185,9 @@ class CsvReader:
         if self.fold_column is None:
             return [None] * len(rows)
         column = self.fold_column
-        values = [_tables._integer(cells[column], f"{self.manifest} line {line}") for line, cells in rows]
+        values = [
+            _tables._integer(cells[column], f"{self.manifest} line {line}") for line, cells in rows
+        ]
         index = {v: i for i, v in enumerate(sorted(set(values)))}
         return [index[v] for v in values]
 
@@ -206,5 +210,3 @@ class CsvReader:
         if not path.is_file():
             raise ReaderError(f"{where}: audio file {cell!r} not found (looked for {path})")
         return path
-
-

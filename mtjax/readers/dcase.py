@@ -87,7 +87,7 @@ class DCASEScenes:
     root: Path
     _: dataclasses.KW_ONLY
     fold: int | None = None
-    name: str | None = None
+    name: str = ""
 
     def __post_init__(self):
         root = existing_root(self.root, "DCASE scenes")
@@ -195,7 +195,7 @@ class DCASEEvents:
     root: Path
     _: dataclasses.KW_ONLY
     fold: int | None = None
-    name: str | None = None
+    name: str = ""
 
     def __post_init__(self):
         root = existing_root(self.root, "DCASE events")
@@ -309,8 +309,8 @@ def clip_id_of(root: Path, file: str, where: str) -> str:
     return inside_root(root, file, where).relative_to(root).as_posix()
 
 
-def fold_files(root: Path) -> dict[int, dict[str, Path]]:
-    """Fold number -> {"train": path, "test": path} from `root/evaluation_setup`.
+def fold_files(root: Path) -> dict[int, dict[str, list[Path]]]:
+    """Fold number -> {"train": list files, "test": list files} from `root/evaluation_setup`.
 
     The test side is the `_evaluate` list, else the `_test` list. Files of several scenes
     (`home_fold1_train.txt`, `residential_area_fold1_train.txt`) are gathered per fold; {} when

@@ -12,8 +12,8 @@ the rows whose `esc10` cell is `True`: 10 labels, in the order of their original
 Folds: the `fold` column (1-5) minus one. Group: `src_file`, the Freesound recording a clip
 was cut from (the dataset keeps one recording's clips in one fold).
 
-`_tables.int_cell`, `_tables.labels_by_index` and `_tables.dataset_folder` are shared with the other CSV-described
-public datasets (UrbanSound8K).
+`_tables.int_cell`, `_tables.labels_by_index` and `_tables.dataset_folder` are shared with the
+other CSV-described public datasets (UrbanSound8K).
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ class ESC50:
     root: Path
     _: dataclasses.KW_ONLY
     esc10: bool = False
-    name: str | None = None
+    name: str = ""
 
     def __post_init__(self):
         root = _tables.dataset_folder(existing_root(self.root, "ESC-50"), META, ("ESC-50-master",))
@@ -92,5 +92,3 @@ class ESC50:
             what = "no ESC-10 rows (esc10 == True)" if self.esc10 else "no rows after the header"
             raise ReaderError(f"{self.root / META}: {what}")
         return _tables.task_from_rows("category", rows, "target", "category", META)
-
-

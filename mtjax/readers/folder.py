@@ -49,7 +49,7 @@ class FolderReader:
     root: Path
     task: str | Task = "class"
     _: dataclasses.KW_ONLY
-    name: str | None = None
+    name: str = ""
     kind: str = "multiclass"
     exclude: tuple[str, ...] = ("_background_noise_",)
     group: str | Callable[[Path], str] | None = None

@@ -71,7 +71,7 @@ class FSDKaggle2018:
     _: dataclasses.KW_ONLY
     verified_only: bool = False
     public_as_validation: bool = False
-    name: str | None = None
+    name: str = ""
 
     def __post_init__(self):
         root = existing_root(self.root, "FSDKaggle2018")
@@ -178,7 +178,7 @@ class FSD50K:
 
     root: Path
     _: dataclasses.KW_ONLY
-    name: str | None = None
+    name: str = ""
 
     def __post_init__(self):
         root = existing_root(self.root, "FSD50K")
@@ -196,7 +196,9 @@ class FSD50K:
     def items(self) -> Iterator[Item]:
         """dev.csv rows (train and validation), then eval.csv rows (test), in CSV order."""
         task = self._task()
-        dev = _tables.read_table(self.root / FSD50K_DEV, FSD50K_DEV, ",", ["fname", "labels", "split"])
+        dev = _tables.read_table(
+            self.root / FSD50K_DEV, FSD50K_DEV, ",", ["fname", "labels", "split"]
+        )
         for line, cells in dev:
             where = f"{FSD50K_DEV} line {line}"
             split = FSD50K_SPLITS.get(cells["split"].lower())
@@ -219,7 +221,7 @@ class FSD50K:
             raise ReaderError(f"{FSD50K_VOCABULARY}: {e}") from e
 
     def _item(self, cells: dict[str, str], audio: str, split: str, task: Task, where: str) -> Item:
-        labels = _tables.parse_labels(cells["labels"], "multilabel", ",")
+        labels = _tables.parse_multilabel(cells["labels"], ",")
         for label in labels:
             if label not in task.labels:
                 raise ReaderError(

@@ -61,7 +61,7 @@ class GTZAN:
 
     root: Path
     _: dataclasses.KW_ONLY
-    name: str | None = None
+    name: str = ""
 
     def __post_init__(self):
         root = existing_root(self.root, "GTZAN")

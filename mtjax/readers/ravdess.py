@@ -27,6 +27,7 @@ import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
+from typing import cast
 
 from mtjax.readers.base import Item, ReaderError, existing_root
 from mtjax.readers.folder import audio_files
@@ -76,7 +77,7 @@ class RAVDESS:
     tasks: tuple[str | Task, ...] = ("emotion", "intensity", "sex", "statement")
     speech: bool = True
     song: bool = False
-    name: str | None = None
+    name: str = ""
 
     def __post_init__(self):
         object.__setattr__(self, "root", existing_root(self.root, "RAVDESS"))
@@ -86,7 +87,8 @@ class RAVDESS:
         unknown = [t for t in names if t not in TASKS]
         if unknown or not names or len(set(names)) != len(names):
             raise ValueError(
-                f"RAVDESS tasks {names}: each must be one of {list(TASKS)}, at least one, no repeats"
+                f"RAVDESS tasks {names}: each must be one of {list(TASKS)}, at least one, no"
+                " repeats"
             )
         if not (self.speech or self.song):
             raise ValueError("RAVDESS: speech and song are both False, nothing to read")
@@ -98,6 +100,7 @@ class RAVDESS:
         channels = {"01"} if not self.song else ({"01", "02"} if self.speech else {"02"})
         prefix = len(str(self.root)) + 1
         n_found = 0
+        tasks = cast(tuple[Task, ...], self.tasks)  # __post_init__ stored the Task values
         for path in audio_files(self.root):
             fields = parse_name(path)
             if fields is None:  # video modality, not audio-only
@@ -107,7 +110,7 @@ class RAVDESS:
             n_found += 1
             yield Item(
                 path=path,
-                targets={task.name: (fields[task.name],) for task in self.tasks},
+                targets={task.name: (fields[task.name],) for task in tasks},
                 id=path[prefix:].replace(os.sep, "/"),
                 group=f"Actor_{fields['actor']}",
             )

@@ -71,7 +71,7 @@ class SpeechCommands:
     version: int | None = None
     words: Sequence[str] | None = None
     keyword_spotting: bool = False
-    name: str | None = None
+    name: str = ""
 
     def __post_init__(self):
         if self.version is not None and self.version not in VERSIONS:

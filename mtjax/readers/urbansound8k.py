@@ -17,6 +17,7 @@ file; `mtjax.read` resamples and downmixes.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
@@ -44,10 +45,12 @@ class UrbanSound8K:
 
     root: Path
     _: dataclasses.KW_ONLY
-    name: str | None = None
+    name: str = ""
 
     def __post_init__(self):
-        root = _tables.dataset_folder(existing_root(self.root, "UrbanSound8K"), META, ("UrbanSound8K",))
+        root = _tables.dataset_folder(
+            existing_root(self.root, "UrbanSound8K"), META, ("UrbanSound8K",)
+        )
         object.__setattr__(self, "root", root)
         object.__setattr__(self, "name", self.name or "UrbanSound8K")
 
@@ -63,12 +66,12 @@ class UrbanSound8K:
         for line, cells in rows:
             where = f"{META} line {line}"
             fold = _tables.fold_cell(cells["fold"], where)
-            path = _tables.audio_path(self.root, f"audio/fold{fold}/{cells['slice_file_name']}", where)
+            path = _tables.audio_path(
+                self.root, f"audio/fold{fold}/{cells['slice_file_name']}", where
+            )
             source = cells["fsID"]
-            try:
+            with contextlib.suppress(ReaderError):  # a non-numeric id is still an id
                 source = str(_tables.int_cell(source, "fsID", where))
-            except ReaderError:
-                pass  # a non-numeric id is still an id
             yield Item(
                 path=str(path),
                 targets={task.name: (cells["class"],)},

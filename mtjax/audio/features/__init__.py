@@ -49,6 +49,7 @@ def from_config(config: dict[str, Any]) -> Any:
         raise ValueError(f"{name}: unknown parameters {unknown}; known: {', '.join(fields)}")
     return cls(**config)
 
+
 __all__ = [
     "EXTRACTIONS",
     "STATS",

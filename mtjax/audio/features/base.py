@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import numbers
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
@@ -24,7 +24,7 @@ def integer(cls_name: str, field: str, value: Any, *, minimum: int = 1) -> int:
         raise ValueError(f"{cls_name}: {field} must be an integer >= {minimum}, got {value!r}")
     if not float(value).is_integer() or value < minimum:
         raise ValueError(f"{cls_name}: {field} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
+    return int(value) if isinstance(value, numbers.Integral) else int(float(value))
 
 
 def real(
@@ -65,6 +65,15 @@ class Extraction:
     Subclass it with a frozen dataclass that has a `sample_rate` field, a `min_samples`
     property and a `_compute(signal [S]) -> [T, F]` method; `key` then covers every field.
     """
+
+    if TYPE_CHECKING:  # what every subclass provides
+        __dataclass_fields__: ClassVar[dict[str, dataclasses.Field[Any]]]
+        sample_rate: int
+
+        @property
+        def min_samples(self) -> int:
+            """Shortest signal, in samples at `sample_rate`, that gives features."""
+            ...
 
     @property
     def key(self) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import numbers
-from typing import Any
+from typing import Any, Literal
 
 import librosa
 import numpy as np
@@ -83,16 +83,20 @@ class _Stft(Extraction):
 
     @property
     def hop_samples(self) -> int:
-        """Hop in samples: hop_length, or round(hop_seconds * sample_rate), or win_samples // 4
-        (librosa's default)."""
+        """Hop in samples: hop_length, or round(hop_seconds * sample_rate), or win_samples // 4.
+
+        The last is librosa's default.
+        """
         if self.hop_seconds is not None:
             return round(self.hop_seconds * self.sample_rate)
         return self.win_samples // 4 if self.hop_length is None else self.hop_length
 
     @property
     def min_samples(self) -> int:
-        """One full FFT frame, `n_fft` samples at `sample_rate` (librosa needs it uncentred and
-        warns below it when centred)."""
+        """Shortest usable signal: one full FFT frame, `n_fft` samples at `sample_rate`.
+
+        librosa needs it uncentred and warns below it when centred.
+        """
         return self.n_fft
 
     def _stft_kwargs(self) -> dict[str, Any]:
@@ -116,7 +120,7 @@ class _Mel(_Stft):
     fmin: float = 0.0
     fmax: float | None = None
     htk: bool = False
-    norm: str | float | None = "slaney"
+    norm: Literal["slaney"] | float | None = "slaney"
 
     def __post_init__(self):
         super().__post_init__()
@@ -162,7 +166,7 @@ def _check_mel_range(ext: Any) -> None:
         raise ValueError(f"{name}: fmin={ext.fmin} must be below fmax (or sample_rate/2)={top}")
 
 
-def _check_norm(name: str, norm: Any) -> str | float | None:
+def _check_norm(name: str, norm: Any) -> Literal["slaney"] | float | None:
     if norm is None or norm == "slaney":
         return norm
     if isinstance(norm, numbers.Real) and not isinstance(norm, bool):
@@ -296,7 +300,7 @@ class FilterBank(_Stft):
     fmin: float = 0.0
     fmax: float | None = None
     htk: bool = True
-    norm: str | float | None = None
+    norm: Literal["slaney"] | float | None = None
     log_floor: float = 1e-10
 
     def __post_init__(self):
