@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import mtjax.losses as L
+import mtjax.train.losses as mtl
 from mtjax.tasks import Task
 
 # ----------------------------------------------------------------------------------------
@@ -29,41 +29,41 @@ def test_per_row_losses_match_numpy(rng):
     multi = (rng.uniform(size=(5, 3)) > 0.5).astype(np.float32)
 
     np.testing.assert_allclose(
-        L.binary_cross_entropy(x[:, :1], multi[:, :1]), _sigmoid_ce(x[:, 0], multi[:, 0]),
+        mtl.binary_cross_entropy(x[:, :1], multi[:, :1]), _sigmoid_ce(x[:, 0], multi[:, 0]),
         rtol=1e-5,
     )
     log_softmax = x - np.log(np.exp(x).sum(1, keepdims=True))
     np.testing.assert_allclose(
-        L.softmax_cross_entropy(x, onehot), -(onehot * log_softmax).sum(1), rtol=1e-5
+        mtl.softmax_cross_entropy(x, onehot), -(onehot * log_softmax).sum(1), rtol=1e-5
     )
     np.testing.assert_allclose(
-        L.multilabel_cross_entropy(x, multi), _sigmoid_ce(x, multi).mean(1), rtol=1e-5
+        mtl.multilabel_cross_entropy(x, multi), _sigmoid_ce(x, multi).mean(1), rtol=1e-5
     )
     # a hand value: logit 0 is p = 0.5 whatever the target
-    np.testing.assert_allclose(L.binary_cross_entropy(jnp.zeros([1, 1]), jnp.ones([1, 1])),
+    np.testing.assert_allclose(mtl.binary_cross_entropy(jnp.zeros([1, 1]), jnp.ones([1, 1])),
                                [math.log(2)], rtol=1e-6)
 
 
 def test_default_loss_and_overrides():
     tasks = [Task("loud", ("no", "yes"), "binary"), Task("word", ("a", "b", "c")),
              Task("tags", ("x", "y"), "multilabel")]
-    assert [L.default_loss(t) for t in tasks] == [
-        L.binary_cross_entropy, L.softmax_cross_entropy, L.multilabel_cross_entropy]
+    assert [mtl.default_loss(t) for t in tasks] == [
+        mtl.binary_cross_entropy, mtl.softmax_cross_entropy, mtl.multilabel_cross_entropy]
 
     def mine(logits, targets):
         return jnp.zeros(logits.shape[:1])
 
-    fns = L.loss_functions(tasks, {"word": mine})
-    assert fns == (L.binary_cross_entropy, mine, L.multilabel_cross_entropy)
+    fns = mtl.loss_functions(tasks, {"word": mine})
+    assert fns == (mtl.binary_cross_entropy, mine, mtl.multilabel_cross_entropy)
     with pytest.raises(ValueError, match=r"unknown tasks \['wrod'\].*'loud', 'word', 'tags'"):
-        L.loss_functions(tasks, {"wrod": mine})
+        mtl.loss_functions(tasks, {"wrod": mine})
 
 
 def test_masked_task_means_absent_task_is_zero_and_nan_cannot_leak():
     losses = jnp.array([[1.0, jnp.nan], [3.0, jnp.nan], [100.0, 5.0]])
     mask = jnp.array([[True, False], [True, False], [True, False]])
     weight = jnp.array([1.0, 1.0, 0.0])  # the last row is padding
-    means = L.masked_task_means(losses, mask, weight)
+    means = mtl.masked_task_means(losses, mask, weight)
     np.testing.assert_array_equal(means, [2.0, 0.0])
 
 
@@ -93,7 +93,7 @@ def _batch():
 
 def test_task_losses_are_masked_means_over_weighted_rows():
     logits, y, has_task, weight = _batch()
-    losses, present = jax.jit(L.task_losses, static_argnums=4)(logits, y, has_task, weight,
+    losses, present = jax.jit(mtl.task_losses, static_argnums=4)(logits, y, has_task, weight,
                                                                 TASKS)
     loud = np.mean([_sigmoid_ce(0.0, 1.0), _sigmoid_ce(2.0, 0.0), _sigmoid_ce(-1.0, 1.0)])
 
@@ -111,7 +111,7 @@ def test_task_losses_gradient_is_finite_with_nan_targets_in_unlabelled_rows():
     logits, y, has_task, weight = _batch()
 
     def total(logits):
-        return L.task_losses(logits, y, has_task, weight, TASKS)[0].sum()
+        return mtl.task_losses(logits, y, has_task, weight, TASKS)[0].sum()
 
     grads = jax.grad(total)(logits)
     for name, g in grads.items():
@@ -122,20 +122,20 @@ def test_task_losses_gradient_is_finite_with_nan_targets_in_unlabelled_rows():
 
 def test_task_losses_use_override():
     logits, y, has_task, weight = _batch()
-    fns = L.loss_functions(TASKS, {"loud": lambda x, t: jnp.full(x.shape[:1], 4.0)})
-    losses, _ = L.task_losses(logits, y, has_task, weight, TASKS, fns)
+    fns = mtl.loss_functions(TASKS, {"loud": lambda x, t: jnp.full(x.shape[:1], 4.0)})
+    losses, _ = mtl.task_losses(logits, y, has_task, weight, TASKS, fns)
     assert losses[0] == 4.0
 
 
 def test_check_outputs_names_the_task():
     logits, *_ = _batch()
-    L.check_outputs(logits, TASKS)
+    mtl.check_outputs(logits, TASKS)
     with pytest.raises(ValueError, match=r"missing \['tags'\]"):
-        L.check_outputs({k: v for k, v in logits.items() if k != "tags"}, TASKS)
+        mtl.check_outputs({k: v for k, v in logits.items() if k != "tags"}, TASKS)
     with pytest.raises(ValueError, match=r"unexpected \['speaker'\]"):
-        L.check_outputs({**logits, "speaker": jnp.zeros([4, 2])}, TASKS)
+        mtl.check_outputs({**logits, "speaker": jnp.zeros([4, 2])}, TASKS)
     with pytest.raises(ValueError, match=r"task 'word'.*\[B, 3\], got \[4, 2\]"):
-        L.check_outputs({**logits, "word": jnp.zeros([4, 2])}, TASKS)
+        mtl.check_outputs({**logits, "word": jnp.zeros([4, 2])}, TASKS)
 
 
 # ----------------------------------------------------------------------------------------
@@ -188,7 +188,7 @@ def _same_tree(a, b):
 
 @pytest.mark.parametrize("name,kwargs", ALL, ids=[n for n, _ in ALL])
 def test_every_combiner_is_jittable_finite_and_ignores_absent_tasks(name, kwargs):
-    comb = L.combiner_from_config(name, **kwargs)
+    comb = mtl.combiner_from_config(name, **kwargs)
     state = comb.init(K)
     present = jnp.array([True, False, True])
     losses = jnp.array([0.7, 0.0, 1.3])
@@ -216,7 +216,7 @@ def test_normalisation_over_present_tasks():
     losses = jnp.array([1.0, 5.0, 3.0])  # the absent loss must not count, even if nonzero
     expected = {"sum": [1, 0, 1], "mean": [0.5, 0, 0.5], "weighted": [1.0, 0, 2.0]}
     for name, kwargs in ALL:
-        comb = L.combiner_from_config(name, **kwargs)
+        comb = mtl.combiner_from_config(name, **kwargs)
         _, _, w = _call(comb, losses, comb.init(K), present)
         if name in expected:
             np.testing.assert_allclose(w, expected[name], err_msg=name)
@@ -228,12 +228,12 @@ def test_normalisation_over_present_tasks():
 
 def test_unknown_combiner_lists_the_known_ones():
     with pytest.raises(ValueError, match=r"unknown combiner 'avg'; known: cagrad, dwa, gradnorm"):
-        L.combiner_from_config("avg")
+        mtl.combiner_from_config("avg")
     with pytest.raises(ValueError, match="3 weights for 2 tasks"):
-        L.weighted([1.0, 2.0, 3.0]).init(2)
+        mtl.weighted([1.0, 2.0, 3.0]).init(2)
     with pytest.raises(ValueError, match="unknown rlw distribution 'cauchy'"):
-        L.rlw("cauchy")
-    assert L.sum is L.sum_ and L.COMBINERS["sum"] is L.sum_
+        mtl.rlw("cauchy")
+    assert mtl.sum is mtl.sum_ and mtl.COMBINERS["sum"] is mtl.sum_
 
 
 # ----------------------------------------------------------------------------------------
@@ -271,7 +271,7 @@ def test_pcgrad_two_conflicting_gradients_by_hand():
     #   sum = (0.5, 1.5) = 2 g1 + 1.5 g2
     g = np.array([[1.0, 0.0], [-1.0, 1.0]])
     grads = _two_task_grads(*g)
-    comb = L.pcgrad()
+    comb = mtl.pcgrad()
     for seed in range(3):  # two tasks: the order does not matter
         w, _ = _grad_weights(comb, grads, key=jax.random.key(seed))
         np.testing.assert_allclose(w, [2.0, 1.5], rtol=1e-6)
@@ -284,7 +284,7 @@ def test_pcgrad_two_conflicting_gradients_by_hand():
 def test_pcgrad_order_comes_from_the_key_and_absent_tasks_are_excluded():
     g = np.array([[1.0, 0.0], [-0.8, 1.0], [-0.5, -1.0]])
     grads = {"w": jnp.array(g, jnp.float32)}
-    comb = L.pcgrad()
+    comb = mtl.pcgrad()
     results = {tuple(np.round(_grad_weights(comb, grads, present=(True,) * 3,
                                             key=jax.random.key(s))[0], 5))
                for s in range(12)}
@@ -303,18 +303,18 @@ def test_mgda_min_norm_point_of_two_vectors():
     # min over gamma of |gamma v1 + (1 - gamma) v2|^2: gamma = (v2.v2 - v1.v2) / |v1 - v2|^2
     v1, v2 = np.array([1.0, 0.0]), np.array([0.0, 2.0])
     gamma = (v2 @ v2 - v1 @ v2) / ((v1 - v2) @ (v1 - v2))  # = 4 / 5
-    w, _ = _grad_weights(L.mgda(), _two_task_grads(v1, v2))
+    w, _ = _grad_weights(mtl.mgda(), _two_task_grads(v1, v2))
     np.testing.assert_allclose(w, [gamma, 1 - gamma], rtol=1e-5)
     np.testing.assert_allclose(w @ np.stack([v1, v2]), [0.8, 0.4], rtol=1e-5)
     # one vector is the shorter end of the segment: all weight on it
-    w, _ = _grad_weights(L.mgda(), _two_task_grads([1.0, 0.0], [2.0, 0.0]))
+    w, _ = _grad_weights(mtl.mgda(), _two_task_grads([1.0, 0.0], [2.0, 0.0]))
     np.testing.assert_allclose(w, [1.0, 0.0], atol=1e-6)
 
 
 def test_mgda_three_tasks_reach_the_min_norm_point():
     # the origin is inside the hull of these three: min norm 0 at w = (1/3, 1/3, 1/3)
     g = np.array([[1.0, 0.0], [-0.5, math.sqrt(3) / 2], [-0.5, -math.sqrt(3) / 2]])
-    w, _ = _grad_weights(L.mgda(steps=200), {"w": jnp.array(g, jnp.float32)},
+    w, _ = _grad_weights(mtl.mgda(steps=200), {"w": jnp.array(g, jnp.float32)},
                          present=(True,) * 3)
     assert np.linalg.norm(w @ g) < 1e-2 and abs(w.sum() - 1) < 1e-6
 
@@ -322,9 +322,9 @@ def test_mgda_three_tasks_reach_the_min_norm_point():
 def test_cagrad_with_c_zero_is_the_mean_gradient():
     g = np.array([[1.0, 0.0], [-1.0, 1.0], [3.0, 2.0]])
     grads = {"w": jnp.array(g, jnp.float32)}
-    w, _ = _grad_weights(L.cagrad(c=0.0), grads, present=(True,) * 3)
+    w, _ = _grad_weights(mtl.cagrad(c=0.0), grads, present=(True,) * 3)
     np.testing.assert_allclose(w, [1 / 3] * 3, rtol=1e-6)
-    w, _ = _grad_weights(L.cagrad(c=0.0), grads, present=(True, False, True))
+    w, _ = _grad_weights(mtl.cagrad(c=0.0), grads, present=(True, False, True))
     np.testing.assert_allclose(w, [0.5, 0.0, 0.5], rtol=1e-6)
 
 
@@ -340,7 +340,7 @@ def test_cagrad_minimises_its_objective_on_two_tasks():
     best = grid[objective.argmin()]
     d = (g0 + root_phi / np.linalg.norm(gw[objective.argmin()]) * gw[objective.argmin()]) / (
         1 + c**2)
-    a, _ = _grad_weights(L.cagrad(c=c), _two_task_grads(*g))
+    a, _ = _grad_weights(mtl.cagrad(c=c), _two_task_grads(*g))
     np.testing.assert_allclose(a @ g, d, atol=1e-3)
     # the recovered w is the grid's
     w = (a * (1 + c**2) - 0.5) / (a * (1 + c**2) - 0.5).sum()
@@ -351,18 +351,18 @@ def test_dwa_weights_by_hand():
     history = jnp.array([[1.0, 2.0], [0.5, 2.0]])  # epoch e-2, e-1
     # r = (0.5, 1.0); T = 2: w = 2 * softmax(0.25, 0.5)
     e1, e2 = math.exp(0.25), math.exp(0.5)
-    np.testing.assert_allclose(L.dwa_weights(history, 2.0),
+    np.testing.assert_allclose(mtl.dwa_weights(history, 2.0),
                                [2 * e1 / (e1 + e2), 2 * e2 / (e1 + e2)], rtol=1e-6)
-    np.testing.assert_allclose(L.dwa_weights(history, 2.0), [0.875647, 1.124353], rtol=1e-5)
+    np.testing.assert_allclose(mtl.dwa_weights(history, 2.0), [0.875647, 1.124353], rtol=1e-5)
     # an absent task is left out of the softmax and the count
     three = jnp.array([[1.0, 2.0, 1.0], [0.5, 2.0, 9.0]])
     np.testing.assert_allclose(
-        L.dwa_weights(three, 2.0, present=jnp.array([True, True, False])),
+        mtl.dwa_weights(three, 2.0, present=jnp.array([True, True, False])),
         [0.875647, 1.124353, 0.0], rtol=1e-5)
 
 
 def test_dwa_rolls_epochs_over_and_weighs_by_loss_ratios():
-    comb = L.dwa(temperature=2.0)
+    comb = mtl.dwa(temperature=2.0)
     state = comb.init(2)
     present = jnp.array([True, True])
     apply = jax.jit(jax.value_and_grad(
@@ -381,8 +381,8 @@ def test_dwa_rolls_epochs_over_and_weighs_by_loss_ratios():
 
 
 def test_uncertainty_weighting_formula_and_gradient():
-    comb = L.uncertainty_weighting(init_log_var=0.0)
-    params = L.UncertaintyParams(log_var=jnp.array([0.0, math.log(4.0), 1.0]))
+    comb = mtl.uncertainty_weighting(init_log_var=0.0)
+    params = mtl.UncertaintyParams(log_var=jnp.array([0.0, math.log(4.0), 1.0]))
     losses = jnp.array([2.0, 4.0, 7.0])
     present = jnp.array([True, True, False])
 
@@ -403,7 +403,7 @@ def test_gradnorm_moves_weight_to_the_task_with_the_smaller_gradient():
     # equal losses (r = 1), ||g1|| = 1, ||g2|| = 3, w = (1, 1): mean w||g|| = 2, so
     # dL_grad/dw = (sign(1 - 2) * 1, sign(3 - 2) * 3) = (-1, 3);
     # w - 0.025 * (-1, 3) = (1.025, 0.925), renormalised to sum 2: * 2 / 1.95
-    comb = L.gradnorm(alpha=1.5, lr=0.025)
+    comb = mtl.gradnorm(alpha=1.5, lr=0.025)
     grads = _two_task_grads([1.0, 0.0], [0.0, 3.0])
     w, state = _grad_weights(comb, grads)
     np.testing.assert_allclose(w, [1.0, 1.0])  # this step uses the weights before the update
@@ -415,7 +415,7 @@ def test_gradnorm_moves_weight_to_the_task_with_the_smaller_gradient():
 
 
 def test_gradnorm_records_initial_loss_when_a_task_first_appears():
-    comb = L.gradnorm()
+    comb = mtl.gradnorm()
     state = comb.init(2)
     grads = _two_task_grads([1.0, 0.0], [0.0, 0.0])
 
@@ -431,7 +431,7 @@ def test_gradnorm_records_initial_loss_when_a_task_first_appears():
 
 
 def test_rlw_is_reproducible_from_the_key():
-    comb = L.rlw()
+    comb = mtl.rlw()
     present = (True, True, False, True)
 
     def weights(seed):
@@ -444,20 +444,20 @@ def test_rlw_is_reproducible_from_the_key():
         assert w[2] == 0.0 and (w[[0, 1, 3]] > 0).all()
         np.testing.assert_allclose(w.sum(), 3.0, rtol=1e-6)
     for distribution in ("uniform", "dirichlet"):
-        w, _ = _grad_weights(L.rlw(distribution), None, present=present)
+        w, _ = _grad_weights(mtl.rlw(distribution), None, present=present)
         assert w[2] == 0.0
         np.testing.assert_allclose(w.sum(), 3.0, rtol=1e-6)
 
 
 def test_gram_and_flatten():
     grads = {"a": jnp.arange(6.0).reshape(2, 3), "b": jnp.ones([2, 2, 2])}
-    flat = L.flatten_task_grads(grads)
+    flat = mtl.flatten_task_grads(grads)
     assert flat.shape == (2, 7)
-    np.testing.assert_allclose(L.gram(grads), flat @ flat.T)
+    np.testing.assert_allclose(mtl.gram(grads), flat @ flat.T)
     with pytest.raises(ValueError, match="leading task axis"):
-        L.gram({"a": jnp.ones([2, 3]), "b": jnp.ones([3, 3])})
+        mtl.gram({"a": jnp.ones([2, 3]), "b": jnp.ones([3, 3])})
     with pytest.raises(ValueError, match="pcgrad needs grads="):
-        L.pcgrad().apply(jnp.ones([2]), (), present=jnp.ones([2], bool),
+        mtl.pcgrad().apply(jnp.ones([2]), (), present=jnp.ones([2], bool),
                          key=jax.random.key(0))
 
 
@@ -472,21 +472,21 @@ def test_plain_function_plugs_in_as_a_combiner():
         logs = jnp.where(has, jnp.log(jnp.where(has, losses, 1.0)), 0.0)
         return jnp.exp(logs.sum() / jnp.maximum(has.sum(), 1))
 
-    comb = L.as_combiner(geometric_mean)
-    assert isinstance(comb, L.Combiner) and not comb.uses_grads
+    comb = mtl.as_combiner(geometric_mean)
+    assert isinstance(comb, mtl.Combiner) and not comb.uses_grads
     total, state = jax.jit(
         lambda losses: comb.apply(losses, comb.init(3), present=losses > 0,
                                   key=jax.random.key(0), step=0, epoch=0)
     )(jnp.array([2.0, 0.0, 8.0]))
     np.testing.assert_allclose(total, 4.0, rtol=1e-6)
-    assert state == L.EmptyState()
+    assert state == mtl.EmptyState()
 
 
 class PeakState(NamedTuple):
     peak: jax.Array  # float32 [K], the largest loss seen for each task
 
 
-def scale_by_peak() -> L.Combiner:
+def scale_by_peak() -> mtl.Combiner:
     """Each task's loss divided by the largest it has been: an optax-style user combiner."""
 
     def init(n_tasks):
@@ -499,11 +499,11 @@ def scale_by_peak() -> L.Combiner:
         scaled = jnp.where(present, losses / jnp.where(peak > 0, peak, 1.0), 0.0)
         return scaled.sum(), PeakState(peak=peak)
 
-    return L.Combiner(init, apply)
+    return mtl.Combiner(init, apply)
 
 
 def test_user_combiner_with_state_plugs_in():
-    comb = L.as_combiner(scale_by_peak())
+    comb = mtl.as_combiner(scale_by_peak())
     present = jnp.array([True, False])
     state = comb.init(2)
     for losses, expected in [([4.0, 0.0], 1.0), ([2.0, 0.0], 0.5), ([8.0, 0.0], 1.0)]:
@@ -512,12 +512,12 @@ def test_user_combiner_with_state_plugs_in():
         np.testing.assert_allclose(total, expected)
     np.testing.assert_array_equal(state.peak, [8.0, 0.0])
 
-    class Duck(NamedTuple):  # any (init, apply) pair is accepted, not only L.Combiner
+    class Duck(NamedTuple):  # any (init, apply) pair is accepted, not only mtl.Combiner
         init: object
         apply: object
 
-    duck = L.as_combiner(Duck(comb.init, comb.apply))
-    assert isinstance(duck, L.Combiner) and duck.apply is comb.apply
-    assert L.as_combiner("mean").apply is not None
+    duck = mtl.as_combiner(Duck(comb.init, comb.apply))
+    assert isinstance(duck, mtl.Combiner) and duck.apply is comb.apply
+    assert mtl.as_combiner("mean").apply is not None
     with pytest.raises(TypeError, match="a loss combiner is"):
-        L.as_combiner(3)
+        mtl.as_combiner(3)

@@ -228,7 +228,9 @@ def test_fused_first_block_equals_conv_relu_pool_and_its_gradients(x_shape, kern
     r = features(unfused_block(x, kernel, bias, pool).shape, seed=4)
 
     def value_and_grads(block, x, kernel, bias):
-        loss = lambda *a: jnp.sum(block(*a, pool) * r)
+        def loss(*a):
+            return jnp.sum(block(*a, pool) * r)
+
         return block(x, kernel, bias, pool), jax.grad(loss, (0, 1, 2))(x, kernel, bias)
 
     want = jax.jit(functools.partial(value_and_grads, unfused_block))(x, kernel, bias)
