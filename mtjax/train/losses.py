@@ -198,7 +198,7 @@ def task_losses(
 # ----------------------------------------------------------------------------------------
 # The combiners, re-exported: `mt.losses.pcgrad()` and friends.
 
-from mtjax.train.combiners import (  # noqa: E402, F401  (the contract names: mt.losses.pcgrad())
+from mtjax.train.combiners import (  # noqa: E402  (the contract names: mt.losses.pcgrad())
     COMBINERS,
     Combiner,
     DwaState,

@@ -76,6 +76,7 @@ def weighted_total(weights: jax.Array, losses: jax.Array, present: jax.Array) ->
 
 
 def no_state(n_tasks: int) -> EmptyState:
+    """The `init` of a combiner without memory: `EmptyState()` for any task count."""
     del n_tasks
     return EmptyState()
 

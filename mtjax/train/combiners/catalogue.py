@@ -10,8 +10,11 @@ from mtjax.train.combiners.base import Combiner
 
 
 def as_combiner(x: Any) -> Combiner:
-    """A Combiner from a Combiner, an object with `init` and `apply`, a plain function
-    `losses [K] -> scalar` (made `stateless`), or a name in `COMBINERS`."""
+    """A Combiner from what a user gives as `combine=`.
+
+    Accepted: a Combiner, an object with `init` and `apply`, a plain function
+    `losses [K] -> scalar` (made `stateless`), or a name in `COMBINERS`.
+    """
     if isinstance(x, Combiner):
         return x
     if isinstance(x, str):

@@ -57,7 +57,9 @@ def _leading_axis(leaves: list) -> int:
         raise ValueError(
             f"per-task gradients need one leading task axis on every leaf, got sizes {sizes}"
         )
-    return sizes.pop()
+    (n_tasks,) = sizes
+    assert n_tasks is not None  # checked above
+    return int(n_tasks)
 
 
 def _task_gram(grads: Any, losses: jax.Array, name: str) -> jax.Array:
@@ -71,12 +73,14 @@ def _task_gram(grads: Any, losses: jax.Array, name: str) -> jax.Array:
 
 
 def _safe_div(num: jax.Array, den: jax.Array) -> jax.Array:
-    """num / den where den > 0, else 0 (no NaN, in value or gradient)."""
+    """Returns num / den where den > 0, else 0 (no NaN, in value or gradient)."""
     ok = den > 0
     return jnp.where(ok, num / jnp.where(ok, den, 1.0), 0.0)
 
 
 class GradNormState(NamedTuple):
+    """GradNorm's memory: the task weights and each task's first loss."""
+
     weights: jax.Array  # float32 [K], the task weights w_k
     initial: jax.Array  # float32 [K], L_k(0), each task's loss the first time it was present
     has_initial: jax.Array  # bool [K], whether `initial` is recorded
@@ -105,7 +109,7 @@ def gradnorm(alpha: float = 1.5, lr: float = 0.025) -> Combiner:
         )
 
     def normalised(w_K, present):
-        """w scaled to sum to the number of present tasks over them, 0 elsewhere."""
+        """Returns w scaled to sum to the number of present tasks over them, 0 elsewhere."""
         w_K = jnp.where(present, w_K, 0.0)
         return w_K * _safe_div(base.count_present(present), w_K.sum())
 
@@ -126,7 +130,8 @@ def gradnorm(alpha: float = 1.5, lr: float = 0.025) -> Combiner:
 
         def l_grad(w):
             wg_K = w * norms_K
-            mean_wg = jnp.sum(jnp.where(present, wg_K, 0.0)) / jnp.maximum(base.count_present(present), 1.0)
+            n_present = jnp.maximum(base.count_present(present), 1.0)
+            mean_wg = jnp.sum(jnp.where(present, wg_K, 0.0)) / n_present
             target_K = jax.lax.stop_gradient(mean_wg * r_K**alpha)
             return jnp.sum(jnp.where(present, jnp.abs(wg_K - target_K), 0.0))
 

@@ -56,6 +56,8 @@ def weighted(weights: Sequence[float]) -> Combiner:
 
 
 class UncertaintyParams(NamedTuple):
+    """The trainable log-variance of each task (Kendall et al., 2018)."""
+
     log_var: jax.Array  # float32 [K], s_k = log sigma_k^2, trainable
 
 
@@ -86,6 +88,8 @@ def uncertainty_weighting(init_log_var: float = 0.0) -> Combiner:
 
 
 class DwaState(NamedTuple):
+    """DWA's memory: this epoch's running loss sums and the last two epochs' means."""
+
     epoch: jax.Array  # int32 [], the epoch being accumulated
     sums: jax.Array  # float32 [K], sum of this epoch's batch losses of each task
     counts: jax.Array  # float32 [K], number of this epoch's batches that had each task
@@ -194,4 +198,4 @@ def rlw(distribution: str = "normal") -> Combiner:
     return Combiner(base.no_state, apply)
 
 
-sum = sum_  # noqa: A001 - `mt.losses.sum()`, the public name; nothing here calls builtin sum
+sum = sum_  # `mt.losses.sum()`, the public name; nothing here calls builtin sum

@@ -201,8 +201,9 @@ class HardSharingCNN(nn.Module):
       global_pool: "time" (mean over time, frequency kept) or "all" (mean over both).
       conv: "auto" (the fastest measured on the backend, `AUTO_CONV`), "xla" (`nn.Conv`),
         "im2col" (`conv_im2col`), "xla_stencil" (`conv_xla_stencil`), "stencil_block"
-        (xla_stencil; with norm=None the first block as `kernels.ConvReluPool`) or a function `(x [B,H,W,Cin], kernel) -> [B,H,W,Cout]`
-        ('SAME', stride 1). The parameters are the same whichever runs.
+        (xla_stencil; with norm=None the first block as `kernels.ConvReluPool`) or a function
+        `(x [B,H,W,Cin], kernel) -> [B,H,W,Cout]` ('SAME', stride 1). The parameters are the
+        same whichever runs.
     """
 
     tasks: tuple[Task, ...]
@@ -248,7 +249,8 @@ class HardSharingCNN(nn.Module):
             if conv == "xla":
                 h = nn.Conv(width, size, padding="SAME", name=name)(h)
             else:
-                h = kernels.Conv2D(width, size, kernels.CONVS.get(conv, conv), name=name)(h)
+                fn = kernels.CONVS[conv] if isinstance(conv, str) else conv
+                h = kernels.Conv2D(width, size, fn, name=name)(h)
             h = nn.relu(_normalize(h, self.norm, f"shared_norm{i}", train))
             h = kernels.max_pool(h, self.pool)
         h = h.mean(axis=(1, 2)) if self.global_pool == "all" else h.mean(axis=1)

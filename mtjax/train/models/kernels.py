@@ -51,7 +51,8 @@ def im2col(x: jax.Array, kh: int, kw: int) -> jax.Array:
 
     Args:
       x: float32 [B, H, W, Cin].
-      kh, kw: window height and width.
+      kh: window height.
+      kw: window width.
 
     Returns:
       float32 [B, H, W, kh*kw*Cin], ordered (i, j, c) like `kernel.reshape(-1, Cout)`
@@ -64,8 +65,11 @@ def im2col(x: jax.Array, kh: int, kw: int) -> jax.Array:
 
 
 def _input_grad(g_BxHxWxO: jax.Array, kernel: jax.Array) -> jax.Array:
-    """Gradient of `conv_xla` with respect to x: a forward convolution of the output
-    gradient with the kernel turned 180 degrees and its in/out channels swapped."""
+    """Gradient of `conv_xla` with respect to x.
+
+    A forward convolution of the output gradient with the kernel turned 180 degrees and
+    its in/out channels swapped.
+    """
     kh, kw = kernel.shape[:2]
     flipped_HWOI = jnp.swapaxes(kernel[::-1, ::-1], 2, 3)
     pads = (_same_pads(kh)[::-1], _same_pads(kw)[::-1])
@@ -117,11 +121,14 @@ def _conv_taps(x: jax.Array, kernel: jax.Array) -> jax.Array:
     kh, kw, _, _ = kernel.shape
     _, h, w, _ = x.shape
     xp_BxHpxWpx1 = jnp.pad(x, ((0, 0), _same_pads(kh), _same_pads(kw), (0, 0)))
-    out = None
-    for i in range(kh):
-        for j in range(kw):
-            term = xp_BxHpxWpx1[:, i : i + h, j : j + w, :] * kernel[i, j, 0].reshape(1, 1, 1, -1)
-            out = term if out is None else out + term
+    terms = [
+        xp_BxHpxWpx1[:, i : i + h, j : j + w, :] * kernel[i, j, 0].reshape(1, 1, 1, -1)
+        for i in range(kh)
+        for j in range(kw)
+    ]
+    out = terms[0]
+    for term in terms[1:]:
+        out = out + term
     return out
 
 
@@ -142,12 +149,14 @@ _conv_taps_vjp.defvjp(_conv_taps_fwd, _conv_taps_bwd)
 
 
 def conv_xla_stencil(x: jax.Array, kernel: jax.Array) -> jax.Array:
-    """`conv_xla`, except that a one-channel input (the CNN's first layer, x [B, T, F, 1])
-    runs forward as kh*kw shifted multiply-adds, an elementwise loop XLA fuses, instead of
-    a convolution with Cin=1 (about 10x faster on a 2-core CPU; benchmarks/README.md).
-    Its gradients are XLA's convolution gradients (a custom VJP), as are every gradient
-    and forward pass of a layer with Cin > 1. Values equal `conv_xla`'s up to float32
-    rounding (the same products summed in another order).
+    """`conv_xla`, with a one-channel input's forward pass as shifted multiply-adds.
+
+    A one-channel input (the CNN's first layer, x [B, T, F, 1]) runs forward as kh*kw
+    shifted multiply-adds, an elementwise loop XLA fuses, instead of a convolution with
+    Cin=1 (about 10x faster on a 2-core CPU; benchmarks/README.md). Its gradients are XLA's
+    convolution gradients (a custom VJP), as are every gradient and forward pass of a layer
+    with Cin > 1. Values equal `conv_xla`'s up to float32 rounding (the same products
+    summed in another order).
 
     Args:
       x: float32 [B, H, W, Cin].
@@ -313,6 +322,7 @@ class Conv2D(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
+        """float32 [B, H, W, features] of x [B, H, W, Cin]."""
         shape = (*self.kernel_size, x.shape[-1], self.features)
         kernel = self.param("kernel", nn.initializers.lecun_normal(), shape, jnp.float32)
         bias = self.param("bias", nn.initializers.zeros_init(), (self.features,), jnp.float32)
@@ -332,6 +342,7 @@ class ConvReluPool(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
+        """float32 [B, H // pool, W // pool, features] of x [B, H, W, 1]."""
         shape = (*self.kernel_size, x.shape[-1], self.features)
         kernel = self.param("kernel", nn.initializers.lecun_normal(), shape, jnp.float32)
         bias = self.param("bias", nn.initializers.zeros_init(), (self.features,), jnp.float32)
