@@ -49,9 +49,9 @@ import numpy as np
 import optax
 from flax import linen as nn
 
+from mtjax.tasks import Task
 from mtjax.train import models
 from mtjax.train.models import HardSharingCNN, conv_im2col, conv_xla, im2col, init_variables
-from mtjax.tasks import Task
 
 YNN_FLAG = "--xla_cpu_experimental_ynn_fusion_type="
 
@@ -275,7 +275,7 @@ def main() -> None:
         ms = measure(["xla_conv"], args.steps, 1, *shape, channels=channels)["xla_conv"]
         print(json.dumps({"step_ms": ms}))
         return
-    names = args.only or list(FORMULATIONS) + ["xla_conv_ynn"]
+    names = args.only or [*FORMULATIONS, "xla_conv_ynn"]
     timed = [n for n in names if n in FORMULATIONS]
     if "xla_conv" not in timed:
         timed.insert(0, "xla_conv")

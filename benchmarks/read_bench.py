@@ -67,14 +67,25 @@ def main() -> None:
         warm_up_s, _ = timed(worker.warm_up)
         serial_s, _ = timed(lambda: read("serial", n_jobs=1))
         parallel_s, _ = timed(lambda: read("parallel", n_jobs=2))
-        emit("extract_2_workers_vs_serial", serial_s / parallel_s, 1.8,
-             serial_s=serial_s, parallel_s=parallel_s, clips=args.clips)
+        emit(
+            "extract_2_workers_vs_serial",
+            serial_s / parallel_s,
+            1.8,
+            serial_s=serial_s,
+            parallel_s=parallel_s,
+            clips=args.clips,
+        )
 
         hits = [timed(lambda: read("parallel", n_jobs=2))[0] for _ in range(3)]
         hit_s = float(np.median(hits))
-        emit("cache_hit_vs_first_read", (warm_up_s + parallel_s) / hit_s, 50.0,
-             first_read_s=warm_up_s + parallel_s, cache_hit_s=hit_s,
-             ratio_without_start_up=round(parallel_s / hit_s, 2))
+        emit(
+            "cache_hit_vs_first_read",
+            (warm_up_s + parallel_s) / hit_s,
+            50.0,
+            first_read_s=warm_up_s + parallel_s,
+            cache_hit_s=hit_s,
+            ratio_without_start_up=round(parallel_s / hit_s, 2),
+        )
 
         dense = read("parallel")
         lazy = read("parallel", in_memory=False)
@@ -92,10 +103,16 @@ def main() -> None:
             return total
 
         for name, fn in [("pass", one_pass), ("shuffled_batches", shuffled_batches)]:
-            memory_s = float(np.median([timed(lambda: fn(dense))[0] for _ in range(5)]))
-            disk_s = float(np.median([timed(lambda: fn(lazy))[0] for _ in range(5)]))
-            emit(f"index_mode_vs_in_memory_{name}", memory_s / disk_s, 0.5,
-                 in_memory_s=memory_s, index_mode_s=disk_s, feature_mb=dense.x.nbytes / 2**20)
+            memory_s = float(np.median([timed(lambda f=fn: f(dense))[0] for _ in range(5)]))
+            disk_s = float(np.median([timed(lambda f=fn: f(lazy))[0] for _ in range(5)]))
+            emit(
+                f"index_mode_vs_in_memory_{name}",
+                memory_s / disk_s,
+                0.5,
+                in_memory_s=memory_s,
+                index_mode_s=disk_s,
+                feature_mb=dense.x.nbytes / 2**20,
+            )
 
 
 if __name__ == "__main__":

@@ -21,8 +21,8 @@ import numpy as np
 import optax
 
 import mtjax as mt
-from mtjax.train import models
 from mtjax.tasks import Task
+from mtjax.train import models
 
 TASKS = (Task("word", tuple(f"w{i}" for i in range(10))), Task("loud", ("no", "yes"), "binary"))
 SHAPES = {"dnn": (7, 24), "cnn": (101, 40)}  # a LogbankSummary matrix; 1 s of 40 log-mel bands
@@ -43,8 +43,15 @@ def make_model(kind: str):
 
 
 def time_fit(kind: str, data, epochs: int, batch_size: int) -> float:
-    trained = mt.fit(make_model(kind), data, epochs=epochs, batch_size=batch_size,
-                     optimizer=optax.adam(1e-3), early_stop=None, progress=False)
+    trained = mt.fit(
+        make_model(kind),
+        data,
+        epochs=epochs,
+        batch_size=batch_size,
+        optimizer=optax.adam(1e-3),
+        early_stop=None,
+        progress=False,
+    )
     return float(np.median([r["seconds"] for r in trained.history[1:]]))
 
 
@@ -98,11 +105,18 @@ def time_torch(kind: str, data, epochs: int, batch_size: int) -> float | None:
     else:
         blocks, channels = [], 1
         for out in models.HardSharingCNN(TASKS).channels:
-            blocks += [torch.nn.Conv2d(channels, out, 3, padding=1), torch.nn.ReLU(),
-                       torch.nn.MaxPool2d(2, ceil_mode=True)]
+            blocks += [
+                torch.nn.Conv2d(channels, out, 3, padding=1),
+                torch.nn.ReLU(),
+                torch.nn.MaxPool2d(2, ceil_mode=True),
+            ]
             channels = out
-        trunk = torch.nn.Sequential(torch.nn.Unflatten(1, (1, t)), *blocks,
-                                    torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten())
+        trunk = torch.nn.Sequential(
+            torch.nn.Unflatten(1, (1, t)),
+            *blocks,
+            torch.nn.AdaptiveAvgPool2d(1),
+            torch.nn.Flatten(),
+        )
         width = channels
     heads = torch.nn.ModuleList([torch.nn.Linear(width, 10), torch.nn.Linear(width, 1)])
     params = list(trunk.parameters()) + list(heads.parameters())
@@ -119,7 +133,8 @@ def time_torch(kind: str, data, epochs: int, batch_size: int) -> float | None:
             h = trunk(xb)
             loss = torch.nn.functional.cross_entropy(heads[0](h), yb[:, :10].argmax(1))
             loss = loss + torch.nn.functional.binary_cross_entropy_with_logits(
-                heads[1](h)[:, 0], yb[:, 10])
+                heads[1](h)[:, 0], yb[:, 10]
+            )
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -142,8 +157,11 @@ def main() -> None:
         jax_s = time_plain_jax(kind, data, args.epochs, args.batch_size)
         torch_s = time_torch(kind, data, args.epochs, args.batch_size)
         line = {
-            "name": f"{kind}_epoch", "rows": rows, "batch_size": args.batch_size,
-            "fit_s": round(fit_s, 4), "plain_jax_s": round(jax_s, 4),
+            "name": f"{kind}_epoch",
+            "rows": rows,
+            "batch_size": args.batch_size,
+            "fit_s": round(fit_s, 4),
+            "plain_jax_s": round(jax_s, 4),
             "fit_vs_plain_jax": round(fit_s / jax_s, 3),
             "fit_samples_per_s": round(rows / fit_s, 1),
         }

@@ -33,20 +33,32 @@ def main() -> None:
     logmel = mt.features.LogMel(sample_rate=16000, n_mels=40)
     words = mt.read(
         mt.readers.FolderReader(args.speech, task="word", group=r"^(.+?)_nohash_"),
-        logmel, cache=args.out / "cache", n_jobs=2,
+        logmel,
+        cache=args.out / "cache",
+        n_jobs=2,
     )
     sounds = mt.read(
-        mt.readers.CsvReader(args.esc50, "meta/esc50.csv", path_column="filename",
-                             audio_dir="audio", label_columns=("category",),
-                             fold_column="fold", group_column="src_file"),
-        logmel, cache=args.out / "cache", in_memory=False,  # index mode: rows read when used
+        mt.readers.CsvReader(
+            args.esc50,
+            "meta/esc50.csv",
+            path_column="filename",
+            audio_dir="audio",
+            label_columns=("category",),
+            fold_column="fold",
+            group_column="src_file",
+        ),
+        logmel,
+        cache=args.out / "cache",
+        in_memory=False,  # index mode: rows read when used
     )
     prepare = [mt.frame("median"), mt.standardize(per="feature")]
     for fold, split in enumerate(mt.splits([words, sounds], folds=5, prepare=prepare, seed=0)):
         train, test = split
         share = np.round(train.has_task.mean(0), 2).tolist()
-        print(f"fold {fold}: train {train.x.shape}, test {test.x.shape}, "
-              f"tasks {[t.name for t in train.tasks]} in {share} of train rows")
+        print(
+            f"fold {fold}: train {train.x.shape}, test {test.x.shape}, "
+            f"tasks {[t.name for t in train.tasks]} in {share} of train rows"
+        )
 
 
 if __name__ == "__main__":

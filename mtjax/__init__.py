@@ -81,8 +81,8 @@ _OLD_MODULES = {
     "mtjax.plots": "mtjax.runs.plots",
     "mtjax.checkpoints": "mtjax.runs.checkpoints",
     "mtjax.recording": "mtjax.runs.recorder",
-    "mtjax.configs": "mtjax.experiments.config",
-    "mtjax.experiment": "mtjax.experiments.running",
+    "mtjax.configs": "mtjax.experiments",
+    "mtjax.experiment": "mtjax.experiments",
 }
 
 __all__ = [

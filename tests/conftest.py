@@ -10,10 +10,10 @@ import os
 
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=4")
 
-import jax  # noqa: E402
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-import soundfile as sf  # noqa: E402
+import jax
+import numpy as np
+import pytest
+import soundfile as sf
 
 jax.config.update("jax_numpy_rank_promotion", "raise")
 
@@ -23,8 +23,14 @@ def rng() -> np.random.Generator:
     return np.random.default_rng(0)
 
 
-def write_tone(path, frequency: float, seconds: float = 0.5, sample_rate: int = 16000,
-               noise: float = 0.01, seed: int = 0) -> None:
+def write_tone(
+    path,
+    frequency: float,
+    seconds: float = 0.5,
+    sample_rate: int = 16000,
+    noise: float = 0.01,
+    seed: int = 0,
+) -> None:
     """A sine tone with a little seeded noise, as 16-bit PCM."""
     t = np.arange(int(seconds * sample_rate)) / sample_rate
     noise_part = noise * np.random.default_rng(seed).standard_normal(t.shape)
@@ -39,6 +45,10 @@ def tone_folder(tmp_path):
     root = tmp_path / "tones"
     for c, (label, base) in enumerate([("low", 220.0), ("mid", 880.0), ("high", 3000.0)]):
         for i in range(6):
-            write_tone(root / label / f"spk{i % 3}_nohash_{i}.wav", base * (1 + 0.02 * i),
-                       seconds=0.3 + 0.05 * i, seed=10 * c + i)
+            write_tone(
+                root / label / f"spk{i % 3}_nohash_{i}.wav",
+                base * (1 + 0.02 * i),
+                seconds=0.3 + 0.05 * i,
+                seed=10 * c + i,
+            )
     return root

@@ -31,11 +31,13 @@ def test_speech_folder_to_standardised_folds(tmp_path):
         train_ids, test_ids = set(fold.train.ids), set(fold.test.ids)
         assert not train_ids & test_ids and len(train_ids) + len(test_ids) == n
         # framed to the median length of this fold's train clips
-        raw_train = mt.data.subset(ds, [list(ds.ids).index(i.split("/", 1)[1])
-                                        for i in fold.train.ids])
-        raw_test = mt.data.subset(ds, [list(ds.ids).index(i.split("/", 1)[1])
-                                       for i in fold.test.ids])
-        median = int(round(np.median(raw_train.lengths)))
+        raw_train = mt.data.subset(
+            ds, [list(ds.ids).index(i.split("/", 1)[1]) for i in fold.train.ids]
+        )
+        raw_test = mt.data.subset(
+            ds, [list(ds.ids).index(i.split("/", 1)[1]) for i in fold.test.ids]
+        )
+        median = round(np.median(raw_train.lengths))
         assert fold.train.x.shape == (len(train_ids), median, 40)
         assert fold.test.x.shape == (len(test_ids), median, 40)
         # train standardised: mean 0, std 1 per feature over valid frames
@@ -68,13 +70,20 @@ def test_index_mode_gives_the_same_folds(tmp_path):
 def test_demo_command_prints_the_summary_and_reuses_the_cache(tmp_path, capsys):
     assert cli.main(["demo", "--out", str(tmp_path), "--epochs", "2"]) == 0
     first = capsys.readouterr()
-    for expected in ["commands", "sounds", "tagged", "word (multiclass, 6)",
-                     "tags (multilabel, 5), loud (binary, 2)", "5 predefined folds",
-                     "predefined split", "train 192 / validation 24 / test 24"]:
+    for expected in [
+        "commands",
+        "sounds",
+        "tagged",
+        "word (multiclass, 6)",
+        "tags (multilabel, 5), loud (binary, 2)",
+        "5 predefined folds",
+        "predefined split",
+        "train 192 / validation 24 / test 24",
+    ]:
         assert expected in first.out, expected
     assert first.out.count("101x40") == 15  # 5 folds x 3 datasets, framed to the median
     assert "extract commands" in first.err and "fit" in first.err  # progress bars
-    table = first.out[first.out.index("test metrics of fold 0"):]
+    table = first.out[first.out.index("test metrics of fold 0") :]
     for task in ["word", "category", "tags", "loud"]:
         assert task in table
     run = tmp_path / "runs" / "demo" / "fold0"

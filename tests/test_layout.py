@@ -120,7 +120,10 @@ def test_every_module_imports_with_no_other_mtjax_module_loaded_first():
     names = [_dotted(p) for p in _modules()]
     out = subprocess.run(
         [sys.executable, "-c", _IMPORT_EACH, json.dumps(names)],
-        capture_output=True, text=True, check=True, timeout=600,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=600,
     )
     failures = json.loads(out.stdout.strip().splitlines()[-1])
     assert not failures, "\n".join(f"{k}:\n{v}" for k, v in failures.items())

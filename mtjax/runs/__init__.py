@@ -18,6 +18,7 @@ _NAMES = {
     "Run": "mtjax.runs.folder",
     "CONFIG": "mtjax.runs.folder",
     "HISTORY": "mtjax.runs.folder",
+    "check_resumable": "mtjax.runs.folder",
     "file_part": "mtjax.runs.folder",
     "read_config": "mtjax.runs.folder",
     "read_history": "mtjax.runs.folder",
@@ -39,6 +40,7 @@ _NAMES = {
     "best_and_last": "mtjax.runs.comparison",
     "compare": "mtjax.runs.comparison",
     "compare_plot": "mtjax.runs.comparison",
+    "mean_std": "mtjax.runs.comparison",
 }
 
 __all__ = sorted(_NAMES)

@@ -5,8 +5,9 @@ the epoch). Each holds two items:
 
   state/  the `TrainState` pytree (step, params, optimizer and combiner state,
           batch statistics), written by Orbax's `StandardSave` as array files;
-  meta/   a JSON object: {"epoch", "history", "best_epoch", "seed",
-          "schedule_position", "config_hash"}, written by `JsonSave`.
+  meta/   a JSON object: {"epoch", "history", "seed", "schedule_position"}, written by
+          `JsonSave`; "history" holds the flat records of `mtjax.train.history`
+          (nested ones, from mtjax 0.1, are made flat when read back).
 
 Nothing is pickled. Orbax writes a step into a temporary folder, marks it committed
 (`commit_success.txt`, and a commit time in `_CHECKPOINT_METADATA`) and renames it.
@@ -35,6 +36,8 @@ from typing import Any, Literal
 import jax
 import orbax.checkpoint as ocp
 
+from mtjax.train import history as records
+
 log = logging.getLogger("mtjax")
 
 COMMIT_FILE = "commit_success.txt"  # orbax's commit mark in a finished step folder
@@ -55,17 +58,17 @@ def open_manager(
     Which epochs survive each save:
 
     - `keep_best=None`: the newest `max_to_keep` (all of them when None).
-    - `keep_best="validation/loss"` (a metric path into the last record of
-      `meta["history"]`): the `max_to_keep` best epochs by that metric (1 when
-      `max_to_keep` is None), the lowest values for `best_mode="min"`, highest for "max",
-      plus always the newest epoch so a run can resume; so up to `max_to_keep + 1`.
+    - `keep_best="validation/loss"` (a key of the last record of `meta["history"]`):
+      the `max_to_keep` best epochs by that metric (1 when `max_to_keep` is None), the
+      lowest values for `best_mode="min"`, highest for "max", plus always the newest
+      epoch so a run can resume; so up to `max_to_keep + 1`.
       An epoch whose record lacks the metric, or holds NaN, ranks worst.
 
     Args:
       directory: the checkpoint folder (a run's `checkpoints/`).
       max_to_keep: how many epochs to keep, as above; None keeps all (with `keep_best`,
         the single best plus the newest).
-      keep_best: metric path ("a/b" reads record["a"]["b"] or the flat key "a/b").
+      keep_best: a history key, e.g. "validation/loss".
       best_mode: "min" if lower values of `keep_best` are better, else "max".
 
     Returns:
@@ -108,43 +111,16 @@ def _best_and_latest(
 
 
 def _metric_reader(path: str, *, best_mode: str) -> Callable[[Mapping[str, Any]], float]:
-    """A `best_fn` reading `path` from saved metrics; missing or NaN ranks worst."""
+    """A `best_fn` reading key `path` from saved metrics; missing or NaN ranks worst."""
     worst = math.inf if best_mode == "min" else -math.inf
 
     def best_fn(metrics: Mapping[str, Any]) -> float:
-        value = _lookup(metrics or {}, path)
+        value = records.value(metrics or {}, path, default=None)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             return worst
         return worst if math.isnan(value) else float(value)
 
     return best_fn
-
-
-def _lookup(record: Mapping[str, Any], path: str) -> Any:
-    """`record[path]` if that flat key exists, else the nested walk over `path.split("/")`.
-
-    Returns None where the path leads nowhere.
-    """
-    if path in record:
-        return record[path]
-    value: Any = record
-    for part in path.split("/"):
-        if not isinstance(value, Mapping) or part not in value:
-            return None
-        value = value[part]
-    return value
-
-
-def _flat_metrics(record: Mapping[str, Any], prefix: str = "") -> dict[str, float]:
-    """The numbers of a (nested) history record as one flat {"a/b": float} dict."""
-    out: dict[str, float] = {}
-    for key, value in record.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            out.update(_flat_metrics(value, prefix=f"{name}/"))
-        elif isinstance(value, (int, float)) and not isinstance(value, bool):
-            out[name] = float(value)
-    return out
 
 
 def save(manager: ocp.CheckpointManager, epoch: int, state: Any, meta: dict) -> None:
@@ -170,11 +146,16 @@ def save(manager: ocp.CheckpointManager, epoch: int, state: Any, meta: dict) -> 
         log.warning("replacing the existing checkpoint of epoch %d in %s", epoch, manager.directory)
         manager.delete(epoch)
     history = meta.get("history") or [{}]
-    last = history[-1] if isinstance(history[-1], Mapping) else {}
+    last = records.flat(history[-1]) if isinstance(history[-1], Mapping) else {}
+    numbers = {
+        k: float(v)
+        for k, v in last.items()
+        if isinstance(v, (int, float)) and not isinstance(v, bool)
+    }
     args = ocp.args.Composite(
         **{STATE: ocp.args.StandardSave(state), META: ocp.args.JsonSave(meta)}
     )
-    saved = manager.save(epoch, args=args, metrics=_flat_metrics(last), force=True)
+    saved = manager.save(epoch, args=args, metrics=numbers, force=True)
     manager.wait_until_finished()
     if not saved:
         raise RuntimeError(f"orbax did not save epoch {epoch} in {manager.directory}")
@@ -212,7 +193,17 @@ def restore(manager: ocp.CheckpointManager, epoch: int, target: Any) -> tuple[An
         **{STATE: ocp.args.StandardRestore(abstract), META: ocp.args.JsonRestore()}
     )
     restored = manager.restore(epoch, args=args)
-    return restored[STATE], restored[META]
+    return restored[STATE], _read_meta(restored[META])
+
+
+def _read_meta(meta: Any) -> dict:
+    """Saved metadata with its history records flat (`mtjax.train.history.flat`)."""
+    meta = dict(meta)
+    if isinstance(meta.get("history"), list):
+        meta["history"] = [
+            records.flat(r) if isinstance(r, Mapping) else r for r in meta["history"]
+        ]
+    return meta
 
 
 def restore_latest(manager: ocp.CheckpointManager, target: Any) -> tuple[Any, dict] | None:
@@ -238,7 +229,7 @@ def restore_latest(manager: ocp.CheckpointManager, target: Any) -> tuple[Any, di
     for epoch in reversed(saved):
         try:
             return restore(manager, epoch, target)
-        except Exception as error:  # noqa: BLE001 - any read failure makes it unusable
+        except Exception as error:  # any read failure makes it unusable
             log.warning(
                 "checkpoint %s (epoch %d) does not restore, trying an earlier one: %s: %s",
                 _step_folder(manager, epoch),
@@ -261,8 +252,11 @@ def _step_folder(manager: ocp.CheckpointManager, epoch: int) -> str:
 
 
 def _is_committed(folder: str | os.PathLike) -> bool:
-    """Whether orbax finished writing `folder`: it holds `commit_success.txt`, or (older
-    orbax on local disks writes only this) its step metadata records a commit time."""
+    """Whether orbax finished writing `folder`.
+
+    It holds `commit_success.txt`, or (older orbax on local disks writes only this) its
+    step metadata records a commit time.
+    """
     if os.path.exists(os.path.join(folder, COMMIT_FILE)):
         return True
     try:
@@ -298,4 +292,4 @@ def restore_arrays(manager: ocp.CheckpointManager, epoch: int) -> tuple[dict, di
         epoch,
         args=ocp.args.Composite(state=ocp.args.StandardRestore(), meta=ocp.args.JsonRestore()),
     )
-    return out["state"], out["meta"]
+    return out["state"], _read_meta(out["meta"])

@@ -13,6 +13,8 @@ import numpy as np
 from mtjax import files, tables
 from mtjax.runs import folder, plots
 from mtjax.runs.folder import Run
+from mtjax.train import history as records
+from mtjax.train import metrics
 
 
 class Comparison(NamedTuple):
@@ -25,7 +27,8 @@ class Comparison(NamedTuple):
     versus: one per (task, metric, multi-task group, single-task group of that task):
       {"task", "metric", "multi", "single", "multi_best", "single_best", "best_difference",
       "multi_last", "single_last", "last_difference", "multi_best_std", "single_best_std",
-      "multi_last_std", "single_last_std", "multi_n", "single_n"}; difference = multi-task minus single-task.
+      "multi_last_std", "single_last_std", "multi_n", "single_n"}; difference = multi-task
+      minus single-task.
     """
 
     rows: list[dict]
@@ -50,8 +53,8 @@ def best_and_last(
       (value of `split` at the best epoch, that epoch or None, value at the last record);
       NaN where missing.
     """
-    values = plots.series(history, split, task, metric)
-    guide = plots.series(history, "validation", task, metric)
+    values = records.series(history, records.key(split, task, metric))
+    guide = records.series(history, records.key("validation", task, metric))
     if not np.isfinite(guide).any():
         guide = values
     last = float(values[-1]) if len(values) else math.nan
@@ -66,27 +69,38 @@ def best_and_last(
     return float(values[i]), int(history[i]["epoch"]), last
 
 
-def _task_names(config: Mapping, run: Run) -> list[str]:
-    names = config.get("tasks")
-    if not names:
+def _tasks(config: Mapping, run: Run) -> dict[str, str | None]:
+    """Task name -> kind (None where config.json gives names only), in config order."""
+    tasks = config.get("tasks")
+    if not tasks:
         raise ValueError(f"{run.path / folder.CONFIG} has no 'tasks': compare needs the task names")
-    return [n if isinstance(n, str) else n["name"] for n in names]
+    out: dict[str, str | None] = {}
+    for t in tasks:
+        if isinstance(t, str):
+            out[t] = None
+        else:
+            out[t["name"]] = t.get("kind")
+    return out
 
 
-def _metrics(history: Sequence[Mapping], task: str) -> tuple[str, ...]:
-    """("loss", headline, "macro_f1"); the headline is micro_f1 when the history has it."""
-    micro = any(
-        isinstance(r.get(s), Mapping) and "micro_f1" in (r[s].get(task) or {})
-        for r in history
-        for s in r
-    )
-    return ("loss", "micro_f1" if micro else "accuracy", "macro_f1")
+def _metrics(history: Sequence[Mapping], task: str, kind: str | None) -> tuple[str, ...]:
+    """("loss", the task's headline metric, "macro_f1").
+
+    The headline is `metrics.headline_metric(kind)`; for a task of unknown kind, the one
+    the history holds.
+    """
+    if kind is None:  # config.json names the tasks only: the history says which
+        multilabel = records.key(task, metrics.headline_metric("multilabel"))
+        held = any(records.key(s, multilabel) in r for r in history for s in records.SPLITS)
+        kind = "multilabel" if held else "multiclass"
+    return ("loss", metrics.headline_metric(kind), "macro_f1")
 
 
 class _Member(NamedTuple):
     run: Run
     fold: int | None
     tasks: tuple[str, ...]
+    kinds: tuple[str | None, ...]  # of each task; None where config.json does not say
     history: list[dict]
 
 
@@ -98,8 +112,9 @@ def _groups(runs: Sequence[Run]) -> dict[str, list[_Member]]:
     keyed: dict[tuple[str, str], list[_Member]] = {}
     for run in runs:
         config = folder.read_config(run)
+        tasks = _tasks(config, run)
         member = _Member(
-            run, config.get("fold"), tuple(_task_names(config, run)), folder.read_history(run)
+            run, config.get("fold"), tuple(tasks), tuple(tasks.values()), folder.read_history(run)
         )
         group = config.get("group")
         key = ("group", str(group)) if group else ("run", str(run.path))
@@ -126,8 +141,8 @@ def _groups(runs: Sequence[Run]) -> dict[str, list[_Member]]:
 
 def _group_rows(label: str, members: list[_Member], split: str) -> list[dict]:
     rows = []
-    for task in members[0].tasks:
-        for metric in _metrics(members[0].history, task):
+    for task, kind in zip(members[0].tasks, members[0].kinds):
+        for metric in _metrics(members[0].history, task, kind):
             found = [best_and_last(m.history, split, task, metric) for m in members]
             best = np.array([f[0] for f in found])
             last = np.array([f[2] for f in found])
@@ -152,7 +167,9 @@ def _group_rows(label: str, members: list[_Member], split: str) -> list[dict]:
 
 
 def _versus(rows: list[dict]) -> list[dict]:
-    single = {(r["task"], r["metric"]): [] for r in rows if not r["multi_task"]}
+    single: dict[tuple[str, str], list[dict]] = {
+        (r["task"], r["metric"]): [] for r in rows if not r["multi_task"]
+    }
     for r in rows:
         if not r["multi_task"]:
             single[r["task"], r["metric"]].append(r)
@@ -182,7 +199,14 @@ def _versus(rows: list[dict]) -> list[dict]:
     return sorted(out, key=lambda v: v["task"])
 
 
-def _mean_std(mean: float, std: float, n: int) -> str:
+def mean_std(mean: float, std: float, n: int) -> str:
+    """A mean over n runs as text: "0.7500 ± 0.2500" (n > 1), "0.7500" (n = 1), "-" (NaN).
+
+    Args:
+      mean: the mean over the runs.
+      std: their standard deviation.
+      n: how many runs.
+    """
     if not math.isfinite(mean):
         return "-"
     return f"{mean:.4f} ± {std:.4f}" if n > 1 else f"{mean:.4f}"
@@ -202,8 +226,8 @@ def _text(rows: list[dict], versus: list[dict], split: str) -> str:
                 "+".join(r["tasks"]),
                 r["task"],
                 r["metric"],
-                _mean_std(r["best"], r["best_std"], r["n"]),
-                _mean_std(r["last"], r["last_std"], r["n"]),
+                mean_std(r["best"], r["best_std"], r["n"]),
+                mean_std(r["last"], r["last_std"], r["n"]),
             ]
             for r in rows
         ],
@@ -235,11 +259,11 @@ def _text(rows: list[dict], versus: list[dict], split: str) -> str:
                         v["metric"],
                         v["multi"],
                         v["single"],
-                        _mean_std(v["multi_best"], v["multi_best_std"], v["multi_n"]),
-                        _mean_std(v["single_best"], v["single_best_std"], v["single_n"]),
+                        mean_std(v["multi_best"], v["multi_best_std"], v["multi_n"]),
+                        mean_std(v["single_best"], v["single_best_std"], v["single_n"]),
                         _signed(v["best_difference"]),
-                        _mean_std(v["multi_last"], v["multi_last_std"], v["multi_n"]),
-                        _mean_std(v["single_last"], v["single_last_std"], v["single_n"]),
+                        mean_std(v["multi_last"], v["multi_last_std"], v["multi_n"]),
+                        mean_std(v["single_last"], v["single_last_std"], v["single_n"]),
                         _signed(v["last_difference"]),
                     ]
                     for v in versus
@@ -289,8 +313,11 @@ _PANELS = {
 
 
 def compare_plot(comparison: Comparison, path: str | os.PathLike) -> Path:
-    """Writes a bar chart of the comparison as a PNG: per metric, per task, one bar per run or
-    group at its best epoch, error bars the std over folds. Returns the path."""
+    """Writes a bar chart of the comparison as a PNG; returns its path.
+
+    Per metric, per task, one bar per run or group at its best epoch, error bars the std
+    over folds.
+    """
     tasks = list(dict.fromkeys(r["task"] for r in comparison.rows))
     groups = list(dict.fromkeys(r["group"] for r in comparison.rows))
     panels: dict[str, dict[str, tuple[list[float], list[float]]]] = {}

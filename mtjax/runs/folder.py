@@ -15,9 +15,9 @@ their folder and moved into place with `os.replace`, so a reader sees the old fi
 one, never half of one. Folders are made by the functions that write into them; one that
 cannot be made or written raises an OSError that names it.
 
-History records are `fit`'s: {"epoch", "seconds", "train": {"loss", "tasks": {name: loss},
-"weights": {name: weight}}, "validation"/"test": {"loss", "score", name: {"loss",
-"accuracy" or "micro_f1", "macro_f1"}}}.
+History records are `fit`'s, flat {"split/task/metric": number} dicts
+(`mtjax.train.history`); `read_history` turns the nested records of mtjax 0.1 run folders
+into that form. `check_resumable` refuses a folder written with other settings.
 """
 
 from __future__ import annotations
@@ -28,13 +28,13 @@ import json
 import operator
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-
 from mtjax import files
 from mtjax.tasks import Task
+from mtjax.train import history as records
 
 CONFIG = "config.json"
 HISTORY = "history.json"
@@ -73,22 +73,27 @@ class Run:
 
     @property
     def path(self) -> Path:
+        """`root/name`, the run's folder."""
         return self.root / self.name
 
     @property
     def events(self) -> Path:
+        """TensorBoard event files."""
         return self.path / "events"
 
     @property
     def reports(self) -> Path:
+        """JSON reports, per epoch, split and task."""
         return self.path / "reports"
 
     @property
     def plots(self) -> Path:
+        """PNG figures."""
         return self.path / "plots"
 
     @property
     def checkpoints(self) -> Path:
+        """Orbax checkpoints, one per epoch."""
         return self.path / "checkpoints"
 
     def recorder(self, config: Mapping[str, Any], tasks: Sequence[Task], **options: Any) -> Any:
@@ -157,8 +162,78 @@ def write_history(run: Run, history: Sequence[Mapping]) -> Path:
 
 
 def read_history(run: Run) -> list[dict]:
-    """The run's `history.json`."""
-    return _read_json(run.path / HISTORY, "run history")
+    """The run's `history.json`, one flat record per epoch.
+
+    Records in the nested form of mtjax 0.1 come back flat (`mtjax.train.history.flat`).
+    """
+    path = run.path / HISTORY
+    found = _read_json(path, "run history")
+    if not isinstance(found, list) or not all(isinstance(r, Mapping) for r in found):
+        raise ValueError(f"{path} is not a run history: a JSON list of per-epoch records")
+    return [records.flat(r) for r in found]
+
+
+def check_resumable(
+    run: Run,
+    settings: Mapping[str, Any],
+    *,
+    entry: str = "resume_key",
+    ignore: Collection[str] = (),
+) -> None:
+    """Refuses a run folder whose config.json records other settings.
+
+    `fit(run=...)` calls it with the run's `resume_key` (the settings a resume must share
+    to end where an uninterrupted run would); an experiment runner may call it with its
+    own entry. A folder without config.json, or whose config.json has no `entry` yet, is
+    new to these settings and passes.
+
+    Args:
+      run: the run folder.
+      settings: the settings of the run about to write there, JSON values.
+      entry: the key of config.json the settings are recorded under.
+      ignore: top-level keys of the settings left out of the comparison (on both sides).
+
+    Raises:
+      ValueError naming every setting that differs, as a dotted path ("model_settings.
+      hidden"), and the folder.
+    """
+    if not (run.path / CONFIG).exists():
+        return
+    previous = read_config(run).get(entry)
+    if previous is None:
+        return
+
+    def kept(side: Any) -> Any:
+        if not isinstance(side, Mapping):
+            return side
+        return {k: v for k, v in side.items() if k not in ignore}
+
+    differ = _differences(kept(previous), kept(settings))
+    if differ:
+        raise ValueError(
+            f"{run.path} holds a run with other settings ({', '.join(differ)} differ); it"
+            " cannot be resumed with these. Use another run name, or delete the folder."
+        )
+
+
+def _differences(old: Any, new: Any, path: str = "") -> list[str]:
+    """Dotted paths where two JSON values differ ("(all)" when they differ at the top)."""
+    if isinstance(old, Mapping) and isinstance(new, Mapping):
+        return [
+            d
+            for k in sorted(set(old) | set(new))
+            for d in _differences(old.get(k), new.get(k), f"{path}.{k}" if path else str(k))
+        ]
+    return [] if _json(old) == _json(new) else [path or "(all)"]
+
+
+def _json(value: Any) -> Any:
+    """`value` as JSON reads it back: tuples are lists."""
+    if isinstance(value, (list, tuple)):
+        return [_json(v) for v in value]
+    if isinstance(value, Mapping):
+        return {str(k): _json(v) for k, v in value.items()}
+    return value
 
 
 # Reports.
@@ -213,7 +288,3 @@ def read_reports(run: Run, epoch: int, split: str) -> dict[str, dict]:
             f" with reports: {report_epochs(run)}",
         )
     return {p.stem: _read_json(p, "report") for p in sorted(folder.glob("*.json"))}
-
-
-
-

@@ -1,6 +1,6 @@
 """Figures of runs: learning curves, scores, combiner weights, confusion matrices, comparisons.
 
-Every function but `save` is pure: plain data in (history records as `fit` writes them,
+Every function but `save` is pure: plain data in (flat history records as `fit` writes them,
 `evaluate` reports, `Task` values), a matplotlib `Figure` out. Figures are built with
 `matplotlib.figure.Figure` and drawn on the Agg canvas, so nothing needs a display and no
 pyplot state is touched (a notebook's backend is left as it is). `mtjax.runs` writes them.
@@ -22,36 +22,11 @@ from mtjax import files
 from mtjax.runs import folder
 from mtjax.runs.folder import Run
 from mtjax.tasks import Task
+from mtjax.train import history as records
+from mtjax.train import metrics
 
-SPLITS = ("train", "validation", "test")
+SPLITS = records.SPLITS
 COLORS = {"train": "tab:blue", "validation": "tab:orange", "test": "tab:green"}
-
-
-def headline_metric(kind: str) -> str:
-    """The history key of a task's headline score: "micro_f1" (multilabel) or "accuracy"."""
-    return "micro_f1" if kind == "multilabel" else "accuracy"
-
-
-def value(record: Mapping, split: str, task: str, metric: str) -> float:
-    """One number of a history record, NaN when the record lacks it.
-
-    The train split holds each task's loss under record["train"]["tasks"]; the other splits
-    hold record[split][task][metric].
-    """
-    part = record.get(split)
-    if not isinstance(part, Mapping):
-        return math.nan
-    if split == "train":
-        found = part.get("tasks", {}).get(task) if metric == "loss" else None
-    else:
-        entry = part.get(task)
-        found = entry.get(metric) if isinstance(entry, Mapping) else None
-    return math.nan if found is None else float(found)
-
-
-def series(history: Sequence[Mapping], split: str, task: str, metric: str) -> np.ndarray:
-    """float64 [E]: `value` of every record, NaN where missing."""
-    return np.array([value(r, split, task, metric) for r in history], np.float64)
 
 
 def _epochs(history: Sequence[Mapping]) -> np.ndarray:
@@ -85,7 +60,7 @@ def learning_curves(history: Sequence[Mapping], tasks: Sequence[Task]) -> Figure
             _plot_if_any(
                 ax,
                 epochs,
-                series(history, split, task.name, "loss"),
+                records.series(history, records.key(split, task.name, "loss")),
                 label=split,
                 color=COLORS[split],
             )
@@ -101,19 +76,19 @@ def scores(history: Sequence[Mapping], tasks: Sequence[Task]) -> Figure:
     fig, axes = _grid(len(tasks), width=4.0, height=3.0, max_cols=3)
     epochs = _epochs(history)
     for ax, task in zip(axes, tasks):
-        head = headline_metric(task.kind)
+        head = metrics.headline_metric(task.kind)
         for split in SPLITS[1:]:
             _plot_if_any(
                 ax,
                 epochs,
-                series(history, split, task.name, head),
+                records.series(history, records.key(split, task.name, head)),
                 label=f"{split} {head}",
                 color=COLORS[split],
             )
             _plot_if_any(
                 ax,
                 epochs,
-                series(history, split, task.name, "macro_f1"),
+                records.series(history, records.key(split, task.name, "macro_f1")),
                 label=f"{split} macro_f1",
                 color=COLORS[split],
                 linestyle="--",
@@ -131,13 +106,7 @@ def weights(history: Sequence[Mapping], tasks: Sequence[Task]) -> Figure:
     ax = fig.subplots()
     epochs = _epochs(history)
     for task in tasks:
-        w = np.array(
-            [
-                float(r.get("train", {}).get("weights", {}).get(task.name, math.nan))
-                for r in history
-            ],
-            np.float64,
-        )
+        w = records.series(history, records.key("train", "weights", task.name))
         _plot_if_any(ax, epochs, w, label=task.name)
     ax.set(title="combiner weights", xlabel="epoch", ylabel="weight")
     if ax.get_lines():

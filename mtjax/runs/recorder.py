@@ -14,12 +14,14 @@ from collections.abc import Sequence
 from typing import Any
 
 from mtjax.runs import checkpoints, events, folder, plots
-from mtjax.train import stopping
 from mtjax.tasks import Task
+from mtjax.train import stopping
 
 
 @dataclasses.dataclass
 class Recorder:
+    """A run folder open for writing: its TensorBoard writer and checkpoint manager."""
+
     run: folder.Run
     tasks: tuple[Task, ...]
     manager: Any
@@ -41,21 +43,17 @@ class Recorder:
 
         Raises:
           ValueError naming the settings that differ when the run folder was written by
-          a run with other settings (its checkpoints would not continue this one).
+          a run with other settings (`folder.check_resumable`: its checkpoints would not
+          continue this one).
         """
-        previous = folder.read_config(run) if (run.path / "config.json").exists() else None
-        if previous is not None and previous.get("resume_key") != config["resume_key"]:
-            old, new = previous.get("resume_key") or {}, config["resume_key"]
-            differ = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
-            raise ValueError(
-                f"{run.path} holds a run with other settings ({', '.join(differ)} differ);"
-                " it cannot be resumed with these. Use another run name, or delete the folder."
-            )
+        folder.check_resumable(run, config["resume_key"])
         folder.write_config(run, config)
         if max_to_keep is None:
             keep_best = None  # every epoch is kept, the best among them
         manager = checkpoints.open_manager(
-            run.checkpoints, max_to_keep=max_to_keep, keep_best=keep_best,
+            run.checkpoints,
+            max_to_keep=max_to_keep,
+            keep_best=keep_best,
             best_mode=stopping.metric_mode(keep_best) if keep_best else "min",
         )
         return cls(run, tuple(tasks), manager, writer=None, seed=int(config.get("seed", 0)))
@@ -76,6 +74,7 @@ class Recorder:
         return state, history
 
     def restore_epoch(self, state, epoch: int):
+        """The state saved after `epoch` (`state` gives the structure)."""
         return checkpoints.restore(self.manager, epoch, state)[0]
 
     def epoch(
@@ -85,11 +84,18 @@ class Recorder:
         history: list[dict],
         reports: dict[str, dict],
         *,
-        learning_rate: float | None,
         conflicts: dict[tuple[str, str], float] | None,
     ) -> None:
-        events.log_epoch(self.writer, history[-1], self.tasks, reports, lr=learning_rate,
-                       conflicts=conflicts)
+        """Writes one finished epoch: events, reports, the history, then the checkpoint.
+
+        Args:
+          epoch: the epoch.
+          state: the train state after it.
+          history: every record so far, this epoch's last.
+          reports: split -> task name -> `evaluate` report of this epoch.
+          conflicts: (task a, task b) -> cosine of their gradients on one batch.
+        """
+        events.log_epoch(self.writer, history[-1], self.tasks, reports, conflicts=conflicts)
         for split, split_reports in reports.items():
             folder.write_reports(self.run, epoch, split, split_reports)
         folder.write_history(self.run, history)
@@ -105,7 +111,7 @@ class Recorder:
         self.last_reports = reports
 
     def close(self, history: list[dict]) -> None:
+        """Writes the plots and closes the events and the checkpoints."""
         plots.write_plots(self.run, history, self.tasks, self.last_reports)
         events.close_events(self.writer)
         checkpoints.close(self.manager)
-

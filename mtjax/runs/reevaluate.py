@@ -30,8 +30,9 @@ def model_from_run_config(config: dict) -> nn.Module:
     try:
         return cls(**kwargs)
     except (TypeError, ValueError) as err:
-        raise ValueError(f"cannot rebuild model {name} from its config ({err}); "
-                         "pass model=... to evaluate") from None
+        raise ValueError(
+            f"cannot rebuild model {name} from its config ({err}); pass model=... to evaluate"
+        ) from None
 
 
 def _from_json(name: str, value):
@@ -52,8 +53,11 @@ def evaluate_run(
     threshold: float = 0.5,
     split: str = "evaluation",
 ) -> dict:
-    """`mt.evaluate(run, data)`: reports of every saved epoch (or of `epoch`), also written
-    to the run under `split`; {epoch: {task: report}}, or {task: report} for one epoch."""
+    """`mt.evaluate(run, data)`: reports of every saved epoch, or of `epoch`.
+
+    The reports are also written to the run under `split`. Returns {epoch: {task:
+    report}}, or {task: report} for one epoch.
+    """
     config = folder.read_config(run)
     tasks = tuple(Task.from_json(t) for t in config["tasks"])
     model = model if model is not None else model_from_run_config(config)
@@ -66,10 +70,16 @@ def evaluate_run(
         for e in chosen:
             saved, meta = checkpoints.restore_arrays(manager, e)
             trained = Trained(
-                model=model, tasks=tasks, params=saved["params"]["model"],
-                batch_stats=saved.get("batch_stats") or {}, opt_state=None, comb_state=None,
-                comb_params=saved["params"].get("combiner", {}), history=tuple(meta["history"]),
-                best_epoch=e, loss_fns=losses.loss_functions(tasks),
+                model=model,
+                tasks=tasks,
+                params=saved["params"]["model"],
+                batch_stats=saved.get("batch_stats") or {},
+                opt_state=None,
+                comb_state=None,
+                comb_params=saved["params"].get("combiner", {}),
+                history=tuple(meta["history"]),
+                best_epoch=e,
+                loss_fns=losses.loss_functions(tasks),
             )
             out[e] = evaluation.evaluate(trained, data, batch_size=batch_size, threshold=threshold)
             folder.write_reports(run, e, split, out[e])

@@ -103,10 +103,12 @@ def evaluate(
     if not isinstance(trained, Trained):
         if not callable(getattr(trained, "evaluate", None)):
             raise TypeError(
-                f"evaluate takes what fit returned or a mtjax.runs.Run, got {type(trained).__name__}"
+                "evaluate takes what fit returned or a mtjax.runs.Run, got"
+                f" {type(trained).__name__}"
             )
-        return trained.evaluate(data, epoch=epoch, model=model, batch_size=batch_size,
-                                threshold=threshold, split=split)
+        return trained.evaluate(
+            data, epoch=epoch, model=model, batch_size=batch_size, threshold=threshold, split=split
+        )
     data = values.as_multi(data, "data")
     names = [t.name for t in trained.tasks]
     missing = [t.name for t in data.tasks if t.name not in names]
@@ -122,8 +124,13 @@ def evaluate(
     probs = {t.name: metrics.probabilities(t, logits[t.name]) for t in trained.tasks}
     clip = np.asarray(data.clip)
     reports = metrics.evaluation_report(
-        trained.tasks, np.asarray(data.y), has, probs, task_loss,
-        clip if len(np.unique(clip)) < len(clip) else None, threshold=threshold,
+        trained.tasks,
+        np.asarray(data.y),
+        has,
+        probs,
+        task_loss,
+        clip if len(np.unique(clip)) < len(clip) else None,
+        threshold=threshold,
     )
     return {name: report for name, report in reports.items() if has[:, names.index(name)].any()}
 

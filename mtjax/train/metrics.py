@@ -259,14 +259,24 @@ def evaluation_report(
     return reports
 
 
+def headline_metric(kind: str) -> str:
+    """The name of a task's headline metric: "accuracy", or "micro_f1" for multilabel tasks.
+
+    The headline metric is the number models are selected by. Its name is the one used in
+    the history (`{split}/{task}/accuracy`), the plots, the TensorBoard tags and the
+    comparison of runs.
+    """
+    return "micro_f1" if kind == "multilabel" else "accuracy"
+
+
 def headline(report: Mapping, kind: str) -> float:
-    """The number to select models by: accuracy (binary, multiclass) or micro F1 (multilabel).
+    """The value of `headline_metric(kind)` in a report: its accuracy, or its micro F1.
 
     Args:
       report: a `task_report`.
       kind: the task's kind.
     """
-    if kind == "multilabel":
+    if headline_metric(kind) == "micro_f1":
         return float(report["micro avg"]["f1-score"])
     return float(report["accuracy"])
 
@@ -300,7 +310,6 @@ def summary_table(reports: Mapping[str, Mapping], tasks: Sequence[Task] | None =
     Returns:
       The table as one string (`mtjax.report.table`).
     """
-
     kinds = {t.name: t.kind for t in tasks or ()}
     with_clip = any("clip" in r for r in reports.values())
     headers = ["task", "kind", "support", "loss", "accuracy / micro F1", "macro F1"]

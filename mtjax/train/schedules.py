@@ -6,22 +6,26 @@ A schedule is any function `(key, data, batch_size) -> Batches`: `key` is a JAX 
 every step of one epoch, each batch of the same shape [B]. The trainer draws epoch `e` with
 `jax.random.fold_in(key, e)`, moves the arrays to the device and checks a user's schedule
 with `check_batches`. Schedules run on the host in numpy: a few vectorized calls per epoch,
-no Python per sample. A schedule of your own needs no base class, e.g. one fixed batch:
+no Python per sample. A schedule of your own needs no base class; `generator` and `cut` are
+the pieces the built-in ones use, e.g. every row once, in order:
 
-    def first_rows(key, data, batch_size):  # overfit one batch, to debug a model
-        index = np.arange(batch_size, dtype=np.int32)[None] % len(data)  # [1, B]
-        return mt.batching.Batches(index, np.ones(index.shape, np.float32))
+    def in_order(key, data, batch_size):
+        return mt.batching.cut(np.arange(len(data)), batch_size)
 
-Built in (`SCHEDULES`, or by name with `schedule_from_config`):
-  mixed         every row once per epoch, datasets mixed in each batch.
-  per_dataset   every row once per epoch, each batch from one dataset only.
-  balanced      each batch shared equally by the datasets (or tasks), small ones cycled.
-  proportional  each row's dataset drawn with probability ∝ size^(1/T), small ones cycled.
+Built in, each a factory returning a schedule, as optax's optimizers are (`SCHEDULES`, or
+by name with `schedule_from_config`):
+  mixed()                       every row once per epoch, datasets mixed in each batch.
+  per_dataset()                 every row once per epoch, each batch from one dataset only.
+  balanced(per=, steps=)        each batch shared equally by the datasets (or tasks), small
+                                ones cycled.
+  proportional(T, steps=)       each row's dataset drawn with probability ∝ size^(1/T),
+                                small ones cycled.
+A factory given bare where a schedule is expected (`fit(batches=mixed)`) means its default
+schedule (`mixed()`); `as_schedule` does this in one place.
 """
 
 from __future__ import annotations
 
-import functools
 import inspect
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
@@ -42,7 +46,7 @@ class Batches(NamedTuple):
       weight: float32 [S, B], 1 for real rows, 0 for padding.
     """
 
-    index: np.ndarray
+    index: np.ndarray  # type: ignore[assignment]  # the field, not tuple.index
     weight: np.ndarray
 
 
@@ -52,8 +56,16 @@ Schedule = Callable[[jax.Array, Data, int], Batches]
 # Helpers
 
 
-def _generator(key: jax.Array) -> np.random.Generator:
-    """A numpy Generator seeded by the bits of a typed or raw uint32 PRNG key."""
+def generator(key: jax.Array) -> np.random.Generator:
+    """A numpy Generator seeded by the bits of one JAX PRNG key.
+
+    Args:
+      key: a typed key (`jax.random.key`) or a raw uint32 one (`jax.random.PRNGKey`); both
+        with the same bits give the same Generator.
+
+    Raises:
+      ValueError for anything but one key (a batch of keys, say).
+    """
     if isinstance(key, jax.Array) and jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key):
         key = jax.random.key_data(key)
     bits = np.asarray(jax.device_get(key))
@@ -67,7 +79,7 @@ def _generator(key: jax.Array) -> np.random.Generator:
 
 def _is_count(value: Any) -> bool:
     """Whether `value` is an integer >= 1 (bools excluded)."""
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= 1
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool) and bool(value >= 1)
 
 
 def _check_size(data: Data, batch_size: int, name: str) -> int:
@@ -89,7 +101,7 @@ def _steps(steps: int | None, n_rows: int, batch_size: int, name: str) -> int:
 
 
 def _dataset_ids(data: Data) -> tuple[np.ndarray, tuple[str, ...]]:
-    """int [N] dataset of each row, and the dataset names (one name for a TaskDataset)."""
+    """The dataset of each row, int [N], and the names (one name for a TaskDataset)."""
     if isinstance(data, TaskDataset):
         return np.zeros(len(data), np.int64), (data.name,)
     return np.asarray(data.dataset_id, np.int64), tuple(data.datasets)
@@ -100,8 +112,17 @@ def _members(group_of: np.ndarray) -> list[np.ndarray]:
     return [np.flatnonzero(group_of[:, g]) for g in range(group_of.shape[1])]
 
 
-def _cut(rows: np.ndarray, batch_size: int) -> Batches:
-    """Rows [n] in order cut into ceil(n / B) batches; the last padded with its last row."""
+def cut(rows: np.ndarray, batch_size: int) -> Batches:
+    """Rows in order cut into batches: every row once, the last batch padded.
+
+    Args:
+      rows: int [n], n >= 1, rows of the data in the order the steps see them.
+      batch_size: B.
+
+    Returns:
+      index, weight [ceil(n / B), B]; the padding slots of the last batch repeat its last
+      row with weight 0.
+    """
     n_steps = -(-rows.size // batch_size)
     pad = n_steps * batch_size - rows.size
     index = np.concatenate([rows, np.full(pad, rows[-1])]).astype(np.int32)
@@ -110,15 +131,20 @@ def _cut(rows: np.ndarray, batch_size: int) -> Batches:
 
 
 def _cycle(rng: np.random.Generator, rows: np.ndarray, count: int) -> np.ndarray:
-    """`count` draws from `rows` by fresh permutations end to end: no row repeats until
-    every row has been drawn, so after any prefix the draws of two rows differ by <= 1."""
+    """`count` draws from `rows` by fresh permutations end to end.
+
+    No row repeats until every row has been drawn, so after any prefix the draws of two
+    rows differ by <= 1.
+    """
     reps = -(-count // rows.size)
     return rng.permuted(np.tile(rows, (reps, 1)), axis=1).reshape(-1)[:count]
 
 
 def _fill(rng: np.random.Generator, group_SxB: np.ndarray, members: list[np.ndarray]) -> Batches:
-    """Batches whose slot (s, b) holds a row of group `group_SxB[s, b]`, each group's rows
-    cycled (see `_cycle`) in step order; every weight is 1."""
+    """Batches whose slot (s, b) holds a row of group `group_SxB[s, b]`; every weight 1.
+
+    Each group's rows are cycled (see `_cycle`) in step order.
+    """
     flat = group_SxB.reshape(-1)
     counts = np.bincount(flat, minlength=len(members))
     draws = [_cycle(rng, rows, int(c)) for rows, c in zip(members, counts) if c]
@@ -130,9 +156,12 @@ def _fill(rng: np.random.Generator, group_SxB: np.ndarray, members: list[np.ndar
 def _equal_shares(
     rng: np.random.Generator, n_groups: int, n_steps: int, batch_size: int
 ) -> np.ndarray:
-    """int [S, B] group of each slot: B // G slots for every group in every step, and the
-    B % G remaining slots given round-robin (in a seeded order) to distinct groups, so a
-    group's slots differ by at most 1 between groups in a step and in total."""
+    """The group of each slot, int [S, B]: an equal share for every group in every step.
+
+    B // G slots go to every group in every step, and the B % G remaining slots
+    round-robin (in a seeded order) to distinct groups, so a group's slots differ by at
+    most 1 between groups in a step and in total.
+    """
     base = np.repeat(np.arange(n_groups), batch_size // n_groups)
     extra = batch_size % n_groups
     turn = np.arange(n_steps)[:, None] * extra + np.arange(extra)[None, :]  # [S, r]
@@ -143,54 +172,61 @@ def _equal_shares(
 # Schedules
 
 
-def mixed(key: jax.Array, data: Data, batch_size: int) -> Batches:
-    """A random permutation of all rows, cut into batches: every row once per epoch.
+def _named(schedule: Schedule, factory: Callable[..., Schedule], **options: Any) -> Schedule:
+    """`schedule` named after the call that made it, e.g. "balanced(per='task')".
 
-    Args:
-      key: PRNG key of this epoch.
-      data: N rows.
-      batch_size: B.
+    Options at their defaults are left out, so `mixed()` is "mixed" as the bare factory
+    is, and a run's config.json says which schedule it trained with.
+    """
+    defaults = inspect.signature(factory).parameters
+    shown = ", ".join(f"{k}={v!r}" for k, v in options.items() if v != defaults[k].default)
+    name = f"{factory.__name__}({shown})" if shown else factory.__name__
+    schedule.__name__ = schedule.__qualname__ = name
+    return schedule
+
+
+def mixed() -> Schedule:
+    """A schedule of a random permutation of all rows, cut: every row once per epoch.
 
     Returns:
-      index, weight [ceil(N / B), B]; the last batch is padded with weight-0 rows.
+      A schedule `(key, data, batch_size) -> Batches` with index, weight
+      [ceil(N / B), B]; the last batch is padded with weight-0 rows.
     """
-    n_rows = _check_size(data, batch_size, "mixed")
-    return _cut(_generator(key).permutation(n_rows), batch_size)
+
+    def schedule(key: jax.Array, data: Data, batch_size: int) -> Batches:
+        n_rows = _check_size(data, batch_size, "mixed")
+        return cut(generator(key).permutation(n_rows), batch_size)
+
+    return _named(schedule, mixed)
 
 
-def per_dataset(key: jax.Array, data: Data, batch_size: int) -> Batches:
-    """Batches of one dataset each, in shuffled order: every row once per epoch.
+def per_dataset() -> Schedule:
+    """A schedule of batches of one dataset each, in shuffled order: every row once per epoch.
 
     Each dataset's rows are permuted and cut into batches (its last batch padded with
     weight-0 rows of the same dataset), then the order of all batches is shuffled. This is
     the thesis's sampler: a step sees one dataset, so its tasks' heads alone get gradients.
 
-    Args:
-      key: PRNG key of this epoch.
-      data: N rows; `dataset_id` int [N] (a TaskDataset is one dataset).
-      batch_size: B.
-
     Returns:
-      index, weight [sum over datasets d of ceil(N_d / B), B].
+      A schedule `(key, data, batch_size) -> Batches` with index, weight [sum over
+      datasets d of ceil(N_d / B), B]; `data.dataset_id` int [N] says each row's dataset
+      (a TaskDataset is one dataset).
     """
-    _check_size(data, batch_size, "per_dataset")
-    rng = _generator(key)
-    dataset_id, names = _dataset_ids(data)
-    members = _members(dataset_id[:, None] == np.arange(len(names))[None, :])
-    parts = [_cut(rng.permutation(rows), batch_size) for rows in members if rows.size]
-    order = rng.permutation(sum(len(p.index) for p in parts))
-    return Batches(*(np.concatenate(field)[order] for field in zip(*parts)))
+
+    def schedule(key: jax.Array, data: Data, batch_size: int) -> Batches:
+        _check_size(data, batch_size, "per_dataset")
+        rng = generator(key)
+        dataset_id, names = _dataset_ids(data)
+        members = _members(dataset_id[:, None] == np.arange(len(names))[None, :])
+        parts = [cut(rng.permutation(rows), batch_size) for rows in members if rows.size]
+        order = rng.permutation(sum(len(p.index) for p in parts))
+        return Batches(*(np.concatenate(field)[order] for field in zip(*parts)))
+
+    return _named(schedule, per_dataset)
 
 
-def balanced(
-    key: jax.Array,
-    data: Data,
-    batch_size: int,
-    *,
-    per: str = "dataset",
-    steps: int | None = None,
-) -> Batches:
-    """Batches shared equally by the datasets (or the tasks); small groups are oversampled.
+def balanced(per: str = "dataset", *, steps: int | None = None) -> Schedule:
+    """A schedule of batches shared equally by the datasets (or tasks), small ones cycled.
 
     Each batch gives B // G slots to each of the G groups, and its B % G remaining slots to
     distinct groups, round-robin in a seeded order. A group's rows are drawn by cycling
@@ -199,38 +235,39 @@ def balanced(
     filled from the rows carrying it, so a row with two tasks may fill a slot of each.
 
     Args:
-      key: PRNG key of this epoch.
-      data: N rows; `dataset_id` int [N] or `has_task` bool [N, K].
-      batch_size: B.
-      per: "dataset" or "task", the groups that share each batch.
+      per: "dataset" (groups by `dataset_id` int [N]) or "task" (by `has_task` bool
+        [N, K]), the groups that share each batch.
       steps: S, batches per epoch; default ceil(N / B).
 
     Returns:
-      index, weight [S, B]; every weight is 1.
-
-    Raises:
-      ValueError when a dataset (or task) has no rows.
+      A schedule `(key, data, batch_size) -> Batches` with index, weight [S, B], every
+      weight 1. It raises ValueError when a dataset (or task) of the data has no rows.
     """
-    n_rows = _check_size(data, batch_size, "balanced")
-    n_steps = _steps(steps, n_rows, batch_size, "balanced")
-    if per == "dataset":
-        dataset_id, names = _dataset_ids(data)
-        group_of = dataset_id[:, None] == np.arange(len(names))[None, :]
-    elif per == "task":
-        group_of, names = np.asarray(data.has_task, bool), tuple(t.name for t in data.tasks)
-    else:
+    if per not in ("dataset", "task"):
         raise ValueError(f"balanced: per must be 'dataset' or 'task', got {per!r}")
-    members = _members(group_of)
-    empty = [name for name, rows in zip(names, members) if not rows.size]
-    if empty:
-        raise ValueError(
-            f"balanced: {per} {', '.join(map(repr, empty))} has no rows to give its share of "
-            "each batch; drop it from the data, or use per_dataset, mixed or proportional"
-        )
-    rng = _generator(key)
-    group_SxB = _equal_shares(rng, len(members), n_steps, batch_size)
-    batches = _fill(rng, group_SxB, members)
-    return batches._replace(index=rng.permuted(batches.index, axis=1))
+    _steps(steps, 1, 1, "balanced")  # fail here, not at the first epoch
+
+    def schedule(key: jax.Array, data: Data, batch_size: int) -> Batches:
+        n_rows = _check_size(data, batch_size, "balanced")
+        n_steps = _steps(steps, n_rows, batch_size, "balanced")
+        if per == "dataset":
+            dataset_id, names = _dataset_ids(data)
+            group_of = dataset_id[:, None] == np.arange(len(names))[None, :]
+        else:
+            group_of, names = np.asarray(data.has_task, bool), tuple(t.name for t in data.tasks)
+        members = _members(group_of)
+        empty = [name for name, rows in zip(names, members) if not rows.size]
+        if empty:
+            raise ValueError(
+                f"balanced: {per} {', '.join(map(repr, empty))} has no rows to give its share "
+                "of each batch; drop it from the data, or use per_dataset, mixed or proportional"
+            )
+        rng = generator(key)
+        group_SxB = _equal_shares(rng, len(members), n_steps, batch_size)
+        batches = _fill(rng, group_SxB, members)
+        return batches._replace(index=rng.permuted(batches.index, axis=1))
+
+    return _named(schedule, balanced, per=per, steps=steps)
 
 
 def dataset_probabilities(sizes: Sequence[int] | np.ndarray, temperature: float) -> np.ndarray:
@@ -282,27 +319,26 @@ def proportional(temperature: float = 1.0, *, steps: int | None = None) -> Sched
         dataset_id, names = _dataset_ids(data)
         members = _members(dataset_id[:, None] == np.arange(len(names))[None, :])
         p_D = dataset_probabilities([rows.size for rows in members], temperature)
-        rng = _generator(key)
+        rng = generator(key)
         group_SxB = rng.choice(len(members), size=(n_steps, batch_size), p=p_D)
         return _fill(rng, group_SxB, members)
 
-    return schedule
+    return _named(schedule, proportional, temperature=temperature, steps=steps)
 
 
 # Picking by name
 
 
-SCHEDULES: dict[str, Schedule] = {
+SCHEDULES: dict[str, Callable[..., Schedule]] = {
     "mixed": mixed,
     "per_dataset": per_dataset,
     "balanced": balanced,
-    "proportional": proportional(),
+    "proportional": proportional,
 }
-_FACTORIES: dict[str, Callable[..., Schedule]] = {"proportional": proportional}
 
 
 def schedule_from_config(name: str, **kwargs: Any) -> Schedule:
-    """The schedule called `name` in `SCHEDULES`, with its options set.
+    """The schedule `SCHEDULES[name](**kwargs)`.
 
     Args:
       name: a key of `SCHEDULES`.
@@ -310,22 +346,39 @@ def schedule_from_config(name: str, **kwargs: Any) -> Schedule:
         `temperature=2.0` for "proportional".
 
     Raises:
-      ValueError for an unknown name (listing the known ones) or option.
+      ValueError for an unknown name (listing the known ones) or option (listing the
+      schedule's options).
     """
     if name not in SCHEDULES:
         raise ValueError(f"unknown schedule {name!r}; known: {', '.join(sorted(SCHEDULES))}")
-    if not kwargs:
-        return SCHEDULES[name]
-    fn = _FACTORIES.get(name, SCHEDULES[name])
-    params = inspect.signature(fn).parameters
-    options = [p.name for p in params.values() if p.default is not inspect.Parameter.empty]
+    factory = SCHEDULES[name]
+    options = list(inspect.signature(factory).parameters)
     unknown = sorted(set(kwargs) - set(options))
     if unknown:
         raise ValueError(
             f"schedule {name!r} has no option {', '.join(unknown)}; "
             f"its options: {', '.join(options) or 'none'}"
         )
-    return fn(**kwargs) if name in _FACTORIES else functools.partial(fn, **kwargs)
+    return factory(**kwargs)
+
+
+def as_schedule(batches: Any) -> Schedule:
+    """A schedule from a schedule, or from a built-in factory given bare.
+
+    `fit(batches=mixed)` has always meant the default mixed schedule; a factory of
+    `SCHEDULES` given where a schedule is expected is called with its defaults.
+
+    Raises:
+      TypeError for something that is not callable.
+    """
+    if any(batches is factory for factory in SCHEDULES.values()):
+        return batches()
+    if not callable(batches):
+        raise TypeError(
+            f"batches must be a schedule (key, data, batch_size) -> Batches, such as "
+            f"mtjax.batching.mixed(); got {type(batches).__name__}"
+        )
+    return batches
 
 
 # Checking

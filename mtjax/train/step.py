@@ -20,13 +20,16 @@ import jax
 import jax.numpy as jnp
 from flax.training import train_state
 
-from mtjax.train import losses
 from mtjax.tasks import Task
+from mtjax.train import losses
 
 
 class Batch(NamedTuple):
-    """One step's rows: x float32 [B, T, F], y float32 [B, C], has_task bool [B, K],
-    weight float32 [B] (0 on padding rows)."""
+    """One step's rows.
+
+    x float32 [B, T, F], y float32 [B, C], has_task bool [B, K], weight float32 [B] (0 on
+    padding rows).
+    """
 
     x: jax.Array
     y: jax.Array
@@ -71,6 +74,7 @@ class Trained:
 
     @property
     def variables(self) -> dict:
+        """The Flax variables of the model: {"params"} and, where it has them, batch stats."""
         out = {"params": self.params}
         if self.batch_stats:
             out["batch_stats"] = self.batch_stats
@@ -103,7 +107,7 @@ def make_forward(model: nn.Module) -> Callable:
         variables = {"params": params}
         if batch_stats:
             variables["batch_stats"] = batch_stats
-        kwargs = {"train": train} if takes_train else {}
+        kwargs: dict[str, Any] = {"train": train} if takes_train else {}
         if train and batch_stats:
             logits, updates = model.apply(
                 variables, x, rngs={"dropout": dropout_key}, mutable=["batch_stats"], **kwargs
@@ -181,9 +185,9 @@ def make_train_step(
                 objective, argnums=(0, 1), has_aux=True
             )(model_params, comb_params)
             losses_K, present_K, batch_stats, comb_state = aux
-            weights_K = jax.grad(
-                lambda l: combined(l, comb_params, present_K, None)[0]
-            )(jax.lax.stop_gradient(losses_K))
+            weights_K = jax.grad(lambda seen_K: combined(seen_K, comb_params, present_K, None)[0])(
+                jax.lax.stop_gradient(losses_K)
+            )
         state = state.apply_gradients(
             grads={"model": model_grads, "combiner": comb_grads},
             batch_stats=batch_stats,
@@ -195,8 +199,12 @@ def make_train_step(
 
 
 def make_epoch(step: Callable) -> Callable:
-    """`epoch(state, x, y, has_task, index [S, B], weight [S, B], run_key, epoch)`: a scan
-    of `step` over the epoch's batches, gathering rows on the device."""
+    """A scan of `step` over an epoch's batches, gathering rows on the device.
+
+    Returns:
+      `epoch(state, x, y, has_task, index [S, B], weight [S, B], run_key, epoch) ->
+      (state, metrics stacked over the S steps)`.
+    """
 
     def run(state, x, y, has_task, index, weight, run_key, epoch):
         def body(state, rows):
@@ -231,8 +239,12 @@ def scan_is_slow(step: Callable, *example) -> bool:
 
 
 def make_conflicts(model: nn.Module, tasks: Sequence[Task], loss_fns: Sequence[Callable]):
-    """`conflicts(params, batch_stats, batch) -> [K, K]`: the cosine similarity between
-    every pair of task gradients on one batch (1 on the diagonal; 0 for absent tasks)."""
+    """The cosine similarity between every pair of task gradients on one batch.
+
+    Returns:
+      `conflicts(params, batch_stats, batch) -> [K, K]` (1 on the diagonal; 0 for absent
+      tasks).
+    """
     forward = make_forward(model)
 
     def run(params, batch_stats, batch: Batch):

@@ -29,7 +29,8 @@ def test_per_row_losses_match_numpy(rng):
     multi = (rng.uniform(size=(5, 3)) > 0.5).astype(np.float32)
 
     np.testing.assert_allclose(
-        mtl.binary_cross_entropy(x[:, :1], multi[:, :1]), _sigmoid_ce(x[:, 0], multi[:, 0]),
+        mtl.binary_cross_entropy(x[:, :1], multi[:, :1]),
+        _sigmoid_ce(x[:, 0], multi[:, 0]),
         rtol=1e-5,
     )
     log_softmax = x - np.log(np.exp(x).sum(1, keepdims=True))
@@ -40,15 +41,22 @@ def test_per_row_losses_match_numpy(rng):
         mtl.multilabel_cross_entropy(x, multi), _sigmoid_ce(x, multi).mean(1), rtol=1e-5
     )
     # a hand value: logit 0 is p = 0.5 whatever the target
-    np.testing.assert_allclose(mtl.binary_cross_entropy(jnp.zeros([1, 1]), jnp.ones([1, 1])),
-                               [math.log(2)], rtol=1e-6)
+    np.testing.assert_allclose(
+        mtl.binary_cross_entropy(jnp.zeros([1, 1]), jnp.ones([1, 1])), [math.log(2)], rtol=1e-6
+    )
 
 
 def test_default_loss_and_overrides():
-    tasks = [Task("loud", ("no", "yes"), "binary"), Task("word", ("a", "b", "c")),
-             Task("tags", ("x", "y"), "multilabel")]
+    tasks = [
+        Task("loud", ("no", "yes"), "binary"),
+        Task("word", ("a", "b", "c")),
+        Task("tags", ("x", "y"), "multilabel"),
+    ]
     assert [mtl.default_loss(t) for t in tasks] == [
-        mtl.binary_cross_entropy, mtl.softmax_cross_entropy, mtl.multilabel_cross_entropy]
+        mtl.binary_cross_entropy,
+        mtl.softmax_cross_entropy,
+        mtl.multilabel_cross_entropy,
+    ]
 
     def mine(logits, targets):
         return jnp.zeros(logits.shape[:1])
@@ -67,8 +75,11 @@ def test_masked_task_means_absent_task_is_zero_and_nan_cannot_leak():
     np.testing.assert_array_equal(means, [2.0, 0.0])
 
 
-TASKS = (Task("loud", ("no", "yes"), "binary"), Task("word", ("a", "b", "c")),
-         Task("tags", ("x", "y"), "multilabel"))
+TASKS = (
+    Task("loud", ("no", "yes"), "binary"),
+    Task("word", ("a", "b", "c")),
+    Task("tags", ("x", "y"), "multilabel"),
+)
 
 
 def _batch():
@@ -79,22 +90,24 @@ def _batch():
         "tags": jnp.ones([4, 2]),
     }
     nan = np.nan
-    y = jnp.array([
-        [1.0, nan, nan, nan, nan, nan],
-        [0.0, 1.0, 0.0, 0.0, nan, nan],
-        [1.0, 0.0, 1.0, 0.0, nan, nan],
-        [1.0, 0.0, 0.0, 1.0, nan, nan],
-    ])
-    has_task = jnp.array([[True, False, False], [True, True, False], [True, True, False],
-                          [False, True, False]])
+    y = jnp.array(
+        [
+            [1.0, nan, nan, nan, nan, nan],
+            [0.0, 1.0, 0.0, 0.0, nan, nan],
+            [1.0, 0.0, 1.0, 0.0, nan, nan],
+            [1.0, 0.0, 0.0, 1.0, nan, nan],
+        ]
+    )
+    has_task = jnp.array(
+        [[True, False, False], [True, True, False], [True, True, False], [False, True, False]]
+    )
     weight = jnp.array([1.0, 1.0, 1.0, 0.0])
     return logits, y, has_task, weight
 
 
 def test_task_losses_are_masked_means_over_weighted_rows():
     logits, y, has_task, weight = _batch()
-    losses, present = jax.jit(mtl.task_losses, static_argnums=4)(logits, y, has_task, weight,
-                                                                TASKS)
+    losses, present = jax.jit(mtl.task_losses, static_argnums=4)(logits, y, has_task, weight, TASKS)
     loud = np.mean([_sigmoid_ce(0.0, 1.0), _sigmoid_ce(2.0, 0.0), _sigmoid_ce(-1.0, 1.0)])
 
     def ce(row, c):
@@ -147,20 +160,29 @@ K = 3
 def _grads(key, present):
     """Per-task gradients pytree with a leading K axis; an absent task's slice is 0."""
     k1, k2 = jax.random.split(key)
-    grads = {"dense": {"kernel": jax.random.normal(k1, [K, 4, 3]),
-                       "bias": jax.random.normal(k2, [K, 3])}}
+    grads = {
+        "dense": {"kernel": jax.random.normal(k1, [K, 4, 3]), "bias": jax.random.normal(k2, [K, 3])}
+    }
     return jax.tree.map(
         lambda g: jnp.where(present.reshape((K,) + (1,) * (g.ndim - 1)), g, 0.0), grads
     )
 
 
-ALL = [("sum", {}), ("mean", {}), ("weighted", {"weights": [1.0, 0.5, 2.0]}),
-       ("uncertainty_weighting", {}), ("dwa", {}), ("rlw", {}), ("gradnorm", {}),
-       ("pcgrad", {}), ("cagrad", {}), ("mgda", {})]
+ALL = [
+    ("sum", {}),
+    ("mean", {}),
+    ("weighted", {"weights": [1.0, 0.5, 2.0]}),
+    ("uncertainty_weighting", {}),
+    ("dwa", {}),
+    ("rlw", {}),
+    ("gradnorm", {}),
+    ("pcgrad", {}),
+    ("cagrad", {}),
+    ("mgda", {}),
+]
 
 
-def _call(comb, losses, state, present, *, step=0, epoch=0, key=None, grads=None,
-          params=None):
+def _call(comb, losses, state, present, *, step=0, epoch=0, key=None, grads=None, params=None):
     """total and new state, and the task weights d total / d losses, all under jit."""
     key = jax.random.key(0) if key is None else key
     extra = {}
@@ -172,8 +194,10 @@ def _call(comb, losses, state, present, *, step=0, epoch=0, key=None, grads=None
     @jax.jit
     def run(losses, state, present, key, step, epoch, extra):
         def total(losses):
-            return comb.apply(losses, state, present=present, key=key, step=step,
-                              epoch=epoch, **extra)
+            return comb.apply(
+                losses, state, present=present, key=key, step=step, epoch=epoch, **extra
+            )
+
         (t, new_state), weights = jax.value_and_grad(total, has_aux=True)(losses)
         return t, new_state, weights
 
@@ -193,8 +217,9 @@ def test_every_combiner_is_jittable_finite_and_ignores_absent_tasks(name, kwargs
     present = jnp.array([True, False, True])
     losses = jnp.array([0.7, 0.0, 1.3])
     for step in range(3):  # a few steps, across an epoch boundary
-        total, new_state, weights = _call(comb, losses, state, present, step=step,
-                                          epoch=step // 2, key=jax.random.key(step))
+        total, new_state, weights = _call(
+            comb, losses, state, present, step=step, epoch=step // 2, key=jax.random.key(step)
+        )
         assert np.isfinite(total), (name, step)
         _same_tree(state, new_state)
         assert all(np.isfinite(x).all() for x in jax.tree.leaves(new_state))
@@ -247,8 +272,15 @@ def _two_task_grads(g1, g2):
 @functools.partial(jax.jit, static_argnums=0)
 def _weights_and_state(comb, losses, state, present, key, grads):
     def total(losses):
-        return comb.apply(losses, state, present=present, key=key, step=jnp.int32(0),
-                          epoch=jnp.int32(0), grads=grads)
+        return comb.apply(
+            losses,
+            state,
+            present=present,
+            key=key,
+            step=jnp.int32(0),
+            epoch=jnp.int32(0),
+            grads=grads,
+        )
 
     (_, new_state), w = jax.value_and_grad(total, has_aux=True)(losses)
     return w, new_state
@@ -259,8 +291,7 @@ def _grad_weights(comb, grads, present=(True, True), key=None, state=None):
     n = len(present)
     state = comb.init(n) if state is None else state
     key = jax.random.key(0) if key is None else key
-    w, new_state = _weights_and_state(comb, jnp.ones([n]), state, jnp.array(present), key,
-                                      grads)
+    w, new_state = _weights_and_state(comb, jnp.ones([n]), state, jnp.array(present), key, grads)
     return np.asarray(w), new_state
 
 
@@ -285,13 +316,17 @@ def test_pcgrad_order_comes_from_the_key_and_absent_tasks_are_excluded():
     g = np.array([[1.0, 0.0], [-0.8, 1.0], [-0.5, -1.0]])
     grads = {"w": jnp.array(g, jnp.float32)}
     comb = mtl.pcgrad()
-    results = {tuple(np.round(_grad_weights(comb, grads, present=(True,) * 3,
-                                            key=jax.random.key(s))[0], 5))
-               for s in range(12)}
+    results = {
+        tuple(
+            np.round(_grad_weights(comb, grads, present=(True,) * 3, key=jax.random.key(s))[0], 5)
+        )
+        for s in range(12)
+    }
     assert len(results) > 1  # with three tasks the projection order matters
     same = _grad_weights(comb, grads, present=(True,) * 3, key=jax.random.key(5))[0]
     np.testing.assert_array_equal(
-        same, _grad_weights(comb, grads, present=(True,) * 3, key=jax.random.key(5))[0])
+        same, _grad_weights(comb, grads, present=(True,) * 3, key=jax.random.key(5))[0]
+    )
     # an absent task is excluded, not fed a zero gradient: the other two behave as alone
     w, _ = _grad_weights(comb, grads, present=(True, True, False))
     alone, _ = _grad_weights(comb, {"w": grads["w"][:2]})
@@ -314,8 +349,7 @@ def test_mgda_min_norm_point_of_two_vectors():
 def test_mgda_three_tasks_reach_the_min_norm_point():
     # the origin is inside the hull of these three: min norm 0 at w = (1/3, 1/3, 1/3)
     g = np.array([[1.0, 0.0], [-0.5, math.sqrt(3) / 2], [-0.5, -math.sqrt(3) / 2]])
-    w, _ = _grad_weights(mtl.mgda(steps=200), {"w": jnp.array(g, jnp.float32)},
-                         present=(True,) * 3)
+    w, _ = _grad_weights(mtl.mgda(steps=200), {"w": jnp.array(g, jnp.float32)}, present=(True,) * 3)
     assert np.linalg.norm(w @ g) < 1e-2 and abs(w.sum() - 1) < 1e-6
 
 
@@ -339,7 +373,8 @@ def test_cagrad_minimises_its_objective_on_two_tasks():
     objective = gw @ g0 + root_phi * np.linalg.norm(gw, axis=1)
     best = grid[objective.argmin()]
     d = (g0 + root_phi / np.linalg.norm(gw[objective.argmin()]) * gw[objective.argmin()]) / (
-        1 + c**2)
+        1 + c**2
+    )
     a, _ = _grad_weights(mtl.cagrad(c=c), _two_task_grads(*g))
     np.testing.assert_allclose(a @ g, d, atol=1e-3)
     # the recovered w is the grid's
@@ -351,23 +386,29 @@ def test_dwa_weights_by_hand():
     history = jnp.array([[1.0, 2.0], [0.5, 2.0]])  # epoch e-2, e-1
     # r = (0.5, 1.0); T = 2: w = 2 * softmax(0.25, 0.5)
     e1, e2 = math.exp(0.25), math.exp(0.5)
-    np.testing.assert_allclose(mtl.dwa_weights(history, 2.0),
-                               [2 * e1 / (e1 + e2), 2 * e2 / (e1 + e2)], rtol=1e-6)
+    np.testing.assert_allclose(
+        mtl.dwa_weights(history, 2.0), [2 * e1 / (e1 + e2), 2 * e2 / (e1 + e2)], rtol=1e-6
+    )
     np.testing.assert_allclose(mtl.dwa_weights(history, 2.0), [0.875647, 1.124353], rtol=1e-5)
     # an absent task is left out of the softmax and the count
     three = jnp.array([[1.0, 2.0, 1.0], [0.5, 2.0, 9.0]])
     np.testing.assert_allclose(
         mtl.dwa_weights(three, 2.0, present=jnp.array([True, True, False])),
-        [0.875647, 1.124353, 0.0], rtol=1e-5)
+        [0.875647, 1.124353, 0.0],
+        rtol=1e-5,
+    )
 
 
 def test_dwa_rolls_epochs_over_and_weighs_by_loss_ratios():
     comb = mtl.dwa(temperature=2.0)
     state = comb.init(2)
     present = jnp.array([True, True])
-    apply = jax.jit(jax.value_and_grad(
-        lambda losses, state, epoch: comb.apply(losses, state, present=present, epoch=epoch),
-        has_aux=True))
+    apply = jax.jit(
+        jax.value_and_grad(
+            lambda losses, state, epoch: comb.apply(losses, state, present=present, epoch=epoch),
+            has_aux=True,
+        )
+    )
     # epoch 0: mean losses (1, 2); epoch 1: (0.5, 2) -> in epoch 2, r = (0.5, 1)
     batches = {0: [[0.5, 1.0], [1.5, 3.0]], 1: [[0.5, 2.0], [0.5, 2.0]], 2: [[9.0, 9.0]]}
     for epoch, steps in batches.items():
@@ -390,8 +431,7 @@ def test_uncertainty_weighting_formula_and_gradient():
         return comb.apply(losses, comb.init(3), present=present, params=params)[0]
 
     # 0.5 exp(-s) L + 0.5 s: task 0: 0.5 * 2 = 1; task 1: 0.5 * 1 + 0.5 log 4
-    np.testing.assert_allclose(total(params, losses), 1.0 + 0.5 + 0.5 * math.log(4.0),
-                               rtol=1e-6)
+    np.testing.assert_allclose(total(params, losses), 1.0 + 0.5 + 0.5 * math.log(4.0), rtol=1e-6)
     # d/ds = 0.5 (1 - exp(-s) L): task 0: 0.5 (1 - 2) = -0.5; task 1: 0 (s = log L is optimal)
     d_params, d_losses = jax.grad(total, argnums=(0, 1))(params, losses)
     np.testing.assert_allclose(d_params.log_var, [-0.5, 0.0, 0.0], atol=1e-6)
@@ -457,8 +497,7 @@ def test_gram_and_flatten():
     with pytest.raises(ValueError, match="leading task axis"):
         mtl.gram({"a": jnp.ones([2, 3]), "b": jnp.ones([3, 3])})
     with pytest.raises(ValueError, match="pcgrad needs grads="):
-        mtl.pcgrad().apply(jnp.ones([2]), (), present=jnp.ones([2], bool),
-                         key=jax.random.key(0))
+        mtl.pcgrad().apply(jnp.ones([2]), (), present=jnp.ones([2], bool), key=jax.random.key(0))
 
 
 # ----------------------------------------------------------------------------------------
@@ -475,8 +514,9 @@ def test_plain_function_plugs_in_as_a_combiner():
     comb = mtl.as_combiner(geometric_mean)
     assert isinstance(comb, mtl.Combiner) and not comb.uses_grads
     total, state = jax.jit(
-        lambda losses: comb.apply(losses, comb.init(3), present=losses > 0,
-                                  key=jax.random.key(0), step=0, epoch=0)
+        lambda losses: comb.apply(
+            losses, comb.init(3), present=losses > 0, key=jax.random.key(0), step=0, epoch=0
+        )
     )(jnp.array([2.0, 0.0, 8.0]))
     np.testing.assert_allclose(total, 4.0, rtol=1e-6)
     assert state == mtl.EmptyState()
@@ -494,8 +534,9 @@ def scale_by_peak() -> mtl.Combiner:
 
     def apply(losses, state, *, present, **extra):
         del extra
-        peak = jnp.where(present, jnp.maximum(state.peak, jax.lax.stop_gradient(losses)),
-                         state.peak)
+        peak = jnp.where(
+            present, jnp.maximum(state.peak, jax.lax.stop_gradient(losses)), state.peak
+        )
         scaled = jnp.where(present, losses / jnp.where(peak > 0, peak, 1.0), 0.0)
         return scaled.sum(), PeakState(peak=peak)
 
@@ -507,8 +548,9 @@ def test_user_combiner_with_state_plugs_in():
     present = jnp.array([True, False])
     state = comb.init(2)
     for losses, expected in [([4.0, 0.0], 1.0), ([2.0, 0.0], 0.5), ([8.0, 0.0], 1.0)]:
-        total, state = jax.jit(comb.apply)(jnp.array(losses), state, present=present,
-                                           key=jax.random.key(0), step=0, epoch=0)
+        total, state = jax.jit(comb.apply)(
+            jnp.array(losses), state, present=present, key=jax.random.key(0), step=0, epoch=0
+        )
         np.testing.assert_allclose(total, expected)
     np.testing.assert_array_equal(state.peak, [8.0, 0.0])
 

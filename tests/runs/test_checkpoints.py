@@ -210,7 +210,7 @@ def test_max_to_keep_keeps_the_newest(tmp_path, trained):
     "keep_best, best_mode, record",
     [
         ("validation/loss", "min", lambda v: {"validation/loss": v}),
-        ("validation/accuracy", "max", lambda v: {"validation": {"accuracy": -v}}),
+        ("validation/word/accuracy", "max", lambda v: {"validation/word/accuracy": -v}),
     ],
 )
 def test_keep_best_keeps_the_best_and_the_latest(tmp_path, trained, keep_best, best_mode, record):
@@ -248,4 +248,30 @@ def test_empty_directory_has_nothing_to_restore(tmp_path, trained):
     manager = checkpoints.open_manager(tmp_path / "ckpt")
     assert checkpoints.epochs(manager) == []
     assert checkpoints.restore_latest(manager, abstract(trained[0])) is None
+    checkpoints.close(manager)
+
+
+def test_nested_history_of_an_old_checkpoint_restores_flat(tmp_path, trained):
+    nested = {
+        "epoch": 0,
+        "train": {"loss": 0.5, "tasks": {"a": 0.25}, "weights": {"a": 1.0}},
+        "validation": {"loss": 0.75, "score": 0.5, "a": {"accuracy": 0.5}},
+    }
+    flat = {
+        "epoch": 0,
+        "train/loss": 0.5,
+        "train/a/loss": 0.25,
+        "train/weights/a": 1.0,
+        "validation/loss": 0.75,
+        "validation/score": 0.5,
+        "validation/a/accuracy": 0.5,
+    }
+    manager = checkpoints.open_manager(tmp_path / "ckpt")
+    checkpoints.save(manager, 0, trained[0], {"epoch": 0, "history": [nested], "seed": 0})
+    on_disk = json.loads((tmp_path / "ckpt" / "0" / "meta" / "metadata").read_text())
+    assert on_disk["history"] == [nested]  # written as given
+    _, meta = checkpoints.restore(manager, 0, abstract(trained[0]))
+    assert meta["history"] == [flat]
+    _, meta = checkpoints.restore_arrays(manager, 0)
+    assert meta["history"] == [flat]
     checkpoints.close(manager)

@@ -8,47 +8,13 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from tiny_training import WORD, SmallNet, dataset, three_datasets
 
 import mtjax as mt
 from mtjax import arrays, batching, early_stopping, losses, train
-from mtjax.train import loop
+from mtjax.train import epochs as epoch_module
+from mtjax.train import state as state_module
 from mtjax.train import step as step_module
-from mtjax.tasks import Task
-
-WORD = Task("word", ("go", "stop", "yes"))
-LOUD = Task("loud", ("no", "yes"), "binary")
-TAGS = Task("tags", ("bird", "car", "rain"), "multilabel")
-
-
-def dataset(n, task, name, seed, t=5, f=8):
-    """Rows whose features carry their labels plus noise: learnable, not trivial."""
-    rng = np.random.default_rng(seed)
-    if task.kind == "multilabel":
-        y = (rng.random((n, len(task.labels))) < 0.4).astype(np.float32)
-        signal = 2.0 * y @ np.eye(len(task.labels), f, k=3)  # labels on features 3, 4, 5
-    else:
-        classes = rng.integers(0, len(task.labels), n)
-        y = task.encode_many([task.labels[c] for c in classes])
-        signal = 2.0 * np.eye(len(task.labels), f)[classes]
-    x = rng.normal(0, 1, (n, t, f)) + signal[:, None, :]
-    return mt.TaskDataset.from_arrays(x, y, [task], name=name)
-
-
-def three_datasets(n=160, seed=0):
-    return mt.concat([dataset(n, WORD, "words", seed), dataset(n, LOUD, "loudness", seed + 1),
-                      dataset(n, TAGS, "scenes", seed + 2)])
-
-
-class SmallNet(nn.Module):
-    """Any Flax module with {task: logits} output works with fit."""
-
-    tasks: tuple
-
-    @nn.compact
-    def __call__(self, x, *, train=False):
-        h = nn.relu(nn.Dense(32)(x.reshape(x.shape[0], -1)))
-        h = nn.Dropout(0.1, deterministic=not train)(h)
-        return {t.name: nn.Dense(t.n_columns, name=f"head_{t.name}")(h) for t in self.tasks}
 
 
 @pytest.fixture(scope="module")
@@ -58,8 +24,15 @@ def data():
 
 def test_fit_learns_every_task_and_evaluate_reports_them(data):
     trn, tst = data
-    trained = mt.train.fit(SmallNet(trn.tasks), trn, tst, epochs=8, progress=False,
-                           optimizer=optax.adam(5e-3), early_stop=None)
+    trained = mt.train.fit(
+        SmallNet(trn.tasks),
+        trn,
+        tst,
+        epochs=8,
+        progress=False,
+        optimizer=optax.adam(5e-3),
+        early_stop=None,
+    )
     reports = mt.train.evaluate(trained, tst)
     assert set(reports) == {"word", "loud", "tags"}
     assert reports["word"]["accuracy"] > 0.85 and reports["loud"]["accuracy"] > 0.85
@@ -69,14 +42,31 @@ def test_fit_learns_every_task_and_evaluate_reports_them(data):
     assert np.array(reports["word"]["confusion_matrix"]).sum() == 60
     assert set(reports["tags"]["confusion_matrix"]) == {"bird", "car", "rain"}
     history = trained.history
-    assert len(history) == 8 and history[-1]["train"]["loss"] < history[0]["train"]["loss"]
-    assert set(history[0]["test"]) >= {"loss", "score", "word", "loud", "tags"}
+    assert len(history) == 8 and history[-1]["train/loss"] < history[0]["train/loss"]
+    assert set(history[0]) >= {
+        "test/loss",
+        "test/score",
+        "test/word/accuracy",
+        "test/loud/accuracy",
+        "test/tags/micro_f1",
+        "test/tags/macro_f1",
+    }
+    assert "test/tags/accuracy" not in history[0]
+    assert "learning_rate" not in history[0]  # optax.adam(5e-3) does not say it
+    np.testing.assert_allclose(history[-1]["test/word/accuracy"], reports["word"]["accuracy"])
 
 
 def test_same_seed_gives_bit_identical_parameters(data):
     trn, _ = data
-    runs = [mt.train.fit(SmallNet(trn.tasks), trn, epochs=2, seed=s, progress=False,
-                         early_stop=None) for s in (0, 0, 1)]
+    runs = [
+        mt.train.fit(SmallNet(trn.tasks), trn, epochs=2, seed=s, progress=False, early_stop=None)
+        for s in (0, 0, 1)
+    ]
+    steps = len(batching.mixed()(jax.random.key(0), trn, 32).index)
+    lr = state_module.default_learning_rate(2, steps)  # the default optimizer's, logged too
+    assert [r["learning_rate"] for r in runs[0].history] == pytest.approx(
+        [float(lr(steps)), float(lr(2 * steps))], rel=1e-6
+    )
     same = jax.tree.map(lambda a, b: bool(jnp.all(a == b)), runs[0].params, runs[1].params)
     assert all(jax.tree.leaves(same))
     differ = jax.tree.map(lambda a, b: bool(jnp.any(a != b)), runs[0].params, runs[2].params)
@@ -92,18 +82,23 @@ def test_test_set_never_changes_training(data):
     assert a.best_epoch == b.best_epoch
     same = jax.tree.map(lambda x, y: bool(jnp.all(x == y)), a.params, b.params)
     assert all(jax.tree.leaves(same))
-    assert "validation" in a.history[0] and "test" in a.history[0]
+    assert "validation/loss" in a.history[0] and "test/loss" in a.history[0]
 
 
 def test_early_stopping_restores_the_best_epoch(data):
     trn, _ = data
     # an absurd learning rate after two epochs makes validation loss worse from then on
-    steps = len(batching.mixed(jax.random.key(0), trn, 32).index)
+    steps = len(batching.mixed()(jax.random.key(0), trn, 32).index)
     lr = optax.piecewise_constant_schedule(1e-2, {2 * steps: 30.0})
-    trained = mt.train.fit(SmallNet(trn.tasks), trn, epochs=12, optimizer=optax.sgd(lr),
-                           early_stop=early_stopping.patience("validation/loss", 3),
-                           progress=False)
-    losses_ = [r["validation"]["loss"] for r in trained.history]
+    trained = mt.train.fit(
+        SmallNet(trn.tasks),
+        trn,
+        epochs=12,
+        optimizer=optax.sgd(lr),
+        early_stop=early_stopping.patience("validation/loss", 3),
+        progress=False,
+    )
+    losses_ = [r["validation/loss"] for r in trained.history]
     assert len(trained.history) < 12
     assert trained.best_epoch == int(np.argmin(losses_))
     assert len(trained.history) - 1 - trained.best_epoch == 3
@@ -113,21 +108,33 @@ def test_early_stopping_restores_the_best_epoch(data):
 def test_every_combiner_trains(data, name):
     trn, tst = data
     combiner = losses.weighted([1.0, 0.5, 1.0]) if name == "weighted" else losses.COMBINERS[name]()
-    trained = mt.train.fit(SmallNet(trn.tasks), trn, epochs=3, combine=combiner, progress=False,
-                           optimizer=optax.adam(5e-3), early_stop=None)
-    record = trained.history[-1]["train"]
-    assert all(np.isfinite(v) for v in record["tasks"].values())
-    assert record["loss"] < trained.history[0]["train"]["loss"] * 1.5
+    trained = mt.train.fit(
+        SmallNet(trn.tasks),
+        trn,
+        epochs=3,
+        combine=combiner,
+        progress=False,
+        optimizer=optax.adam(5e-3),
+        early_stop=None,
+    )
+    record = trained.history[-1]
+    assert all(np.isfinite(record[f"train/{t.name}/loss"]) for t in trn.tasks)
+    assert record["train/loss"] < trained.history[0]["train/loss"] * 1.5
     assert mt.train.evaluate(trained, tst)["word"]["accuracy"] > 0.6  # chance 1/3
 
 
 def test_user_combiner_plain_function(data):
     trn, _ = data
-    trained = mt.train.fit(SmallNet(trn.tasks), trn, epochs=2, progress=False, early_stop=None,
-                           combine=lambda task_losses: jnp.sum(task_losses**2))
-    weights = trained.history[-1]["train"]["weights"]  # d total / d loss_k = 2 loss_k
-    tasks = trained.history[-1]["train"]["tasks"]
-    assert weights["word"] == pytest.approx(2 * tasks["word"], rel=0.2)
+    trained = mt.train.fit(
+        SmallNet(trn.tasks),
+        trn,
+        epochs=2,
+        progress=False,
+        early_stop=None,
+        combine=lambda task_losses: jnp.sum(task_losses**2),
+    )
+    record = trained.history[-1]  # d total / d loss_k = 2 loss_k
+    assert record["train/weights/word"] == pytest.approx(2 * record["train/word/loss"], rel=0.2)
 
 
 def test_absent_task_contributes_exactly_zero():
@@ -137,12 +144,20 @@ def test_absent_task_contributes_exactly_zero():
     step = jax.jit(step_module.make_train_step(model, tasks, fns, losses.pcgrad()))
     variables = model.init(jax.random.key(0), jnp.asarray(data.x[:2]))
     combiner = losses.pcgrad()
-    state = mt.train.TrainState.create(apply_fn=model.apply, tx=optax.adam(1e-3),
-                                    params={"model": variables["params"], "combiner": {}},
-                                    batch_stats={}, comb_state=combiner.init(3))
+    state = mt.train.TrainState.create(
+        apply_fn=model.apply,
+        tx=optax.adam(1e-3),
+        params={"model": variables["params"], "combiner": {}},
+        batch_stats={},
+        comb_state=combiner.init(3),
+    )
     rows = np.nonzero(data.dataset_id == 0)[0][:8]  # only the "word" dataset
-    batch = mt.train.Batch(jnp.asarray(data.x[rows]), jnp.asarray(data.y[rows]),
-                        jnp.asarray(data.has_task[rows]), jnp.ones(8))
+    batch = mt.train.Batch(
+        jnp.asarray(data.x[rows]),
+        jnp.asarray(data.y[rows]),
+        jnp.asarray(data.has_task[rows]),
+        jnp.ones(8),
+    )
     new_state, out = step(state, batch, jax.random.key(1), jnp.int32(0))
     np.testing.assert_array_equal(out["present"], [True, False, False])
     np.testing.assert_array_equal(out["tasks"][1:], [0.0, 0.0])
@@ -156,43 +171,48 @@ def test_absent_task_contributes_exactly_zero():
 def test_host_fed_epochs_equal_on_device_epochs(data, monkeypatch):
     trn, _ = data
     on_device = mt.train.fit(SmallNet(trn.tasks), trn, epochs=2, progress=False, early_stop=None)
-    monkeypatch.setattr(loop, "DEVICE_BYTES", 0)
+    monkeypatch.setattr(epoch_module, "DEVICE_BYTES", 0)
     host = mt.train.fit(SmallNet(trn.tasks), trn, epochs=2, progress=False, early_stop=None)
-    close = jax.tree.map(lambda a, b: bool(np.allclose(a, b, rtol=1e-5, atol=1e-6)),
-                         on_device.params, host.params)
+    close = jax.tree.map(
+        lambda a, b: bool(np.allclose(a, b, rtol=1e-5, atol=1e-6)), on_device.params, host.params
+    )
     assert all(jax.tree.leaves(close))
 
 
 def test_index_mode_data_trains(tmp_path, data):
-    trn, tst = data
+    trn, _ = data
     np.save(tmp_path / "flat.npy", np.asarray(trn.x).reshape(-1, trn.x.shape[2]))
     flat = mt.data.npyfile.NpyRows(tmp_path / "flat.npy")
     offsets = np.arange(len(trn) + 1, dtype=np.int64) * trn.x.shape[1]
     lazy = trn.replace(x=arrays.DiskArray.from_source(arrays.RaggedSource(flat, offsets)))
     dense = mt.train.fit(SmallNet(trn.tasks), trn, epochs=2, progress=False, early_stop=None)
     out = mt.train.fit(SmallNet(trn.tasks), lazy, epochs=2, progress=False, early_stop=None)
-    close = jax.tree.map(lambda a, b: bool(np.allclose(a, b, rtol=1e-5, atol=1e-6)),
-                         dense.params, out.params)
+    close = jax.tree.map(
+        lambda a, b: bool(np.allclose(a, b, rtol=1e-5, atol=1e-6)), dense.params, out.params
+    )
     assert all(jax.tree.leaves(close))
 
 
 def test_windows_get_clip_level_reports():
     ds = dataset(60, WORD, "words", 0, t=12)
     windowed = mt.data.windows(ds, 4, 4)  # 3 windows per clip
-    trained = mt.train.fit(SmallNet(ds.tasks), windowed, epochs=2, progress=False,
-                           early_stop=None)
+    trained = mt.train.fit(SmallNet(ds.tasks), windowed, epochs=2, progress=False, early_stop=None)
     report = mt.train.evaluate(trained, windowed)["word"]
     assert report["support"] == 180 and report["clip"]["support"] == 60
 
 
 def test_nan_loss_stops_naming_task_and_epoch_and_keeps_last_good(data):
     trn, _ = data
-    steps = len(batching.mixed(jax.random.key(0), trn, 32).index)
-    blow_up = optax.chain(optax.sgd(1e-2), optax.scale_by_schedule(
-        lambda count: jnp.where(count >= steps, jnp.nan, 1.0)))
-    with pytest.raises(train.TrainingError, match=r"epoch 1: the loss of task\(s\) \['word'") as err:
-        mt.train.fit(SmallNet(trn.tasks), trn, epochs=3, optimizer=blow_up, progress=False,
-                     early_stop=None)
+    steps = len(batching.mixed()(jax.random.key(0), trn, 32).index)
+    blow_up = optax.chain(
+        optax.sgd(1e-2),
+        optax.scale_by_schedule(lambda count: jnp.where(count >= steps, jnp.nan, 1.0)),
+    )
+    message = r"epoch 1: the loss of task\(s\) \['word'"
+    with pytest.raises(train.TrainingError, match=message) as err:
+        mt.train.fit(
+            SmallNet(trn.tasks), trn, epochs=3, optimizer=blow_up, progress=False, early_stop=None
+        )
     good = err.value.trained
     assert good is not None and len(good.history) == 1
     assert all(bool(jnp.all(jnp.isfinite(p))) for p in jax.tree.leaves(good.params))
@@ -209,8 +229,13 @@ def test_bad_input_errors(data):
     with pytest.raises(ValueError, match="loud"):
         mt.train.fit(Wrong(), trn, epochs=1, progress=False)
     with pytest.raises(ValueError, match="scalar"):
-        mt.train.fit(SmallNet(trn.tasks), trn, epochs=1, progress=False,
-                     combine=lambda task_losses: task_losses)
+        mt.train.fit(
+            SmallNet(trn.tasks),
+            trn,
+            epochs=1,
+            progress=False,
+            combine=lambda task_losses: task_losses,
+        )
     with pytest.raises(ValueError, match="empty"):
         mt.train.fit(SmallNet(trn.tasks), mt.data.subset(trn, np.array([], int)), epochs=1)
 
@@ -222,10 +247,12 @@ def test_data_parallel_on_four_devices_equals_one_device(data, monkeypatch, step
     monkeypatch.setattr(step_module, "scan_is_slow", lambda *args: stepwise)
     one = mt.train.fit(SmallNet(trn.tasks), trn, epochs=2, progress=False, early_stop=None)
     mesh = jax.sharding.Mesh(np.array(jax.devices()), ("data",))
-    four = mt.train.fit(SmallNet(trn.tasks), trn, epochs=2, progress=False, early_stop=None,
-                        mesh=mesh)
-    close = jax.tree.map(lambda a, b: bool(np.allclose(a, b, rtol=1e-4, atol=1e-5)),
-                         one.params, four.params)
+    four = mt.train.fit(
+        SmallNet(trn.tasks), trn, epochs=2, progress=False, early_stop=None, mesh=mesh
+    )
+    close = jax.tree.map(
+        lambda a, b: bool(np.allclose(a, b, rtol=1e-4, atol=1e-5)), one.params, four.params
+    )
     assert all(jax.tree.leaves(close))
     kernel = four.params["head_word"]["kernel"]
     assert kernel.sharding.is_fully_replicated and len(kernel.sharding.device_set) == 4

@@ -17,10 +17,10 @@ SIZES = (37, 10, 5)
 B = 8
 N = sum(SIZES)
 SCHEDULES = {
-    "mixed": batching.mixed,
-    "per_dataset": batching.per_dataset,
-    "balanced": batching.balanced,
-    "balanced_task": lambda key, d, b: batching.balanced(key, d, b, per="task"),
+    "mixed": batching.mixed(),
+    "per_dataset": batching.per_dataset(),
+    "balanced": batching.balanced(),
+    "balanced_task": batching.balanced(per="task"),
     "proportional": batching.proportional(),
 }
 
@@ -74,15 +74,15 @@ def test_every_row_once_per_epoch(three, name, n_steps):
 
 
 def test_mixed_pads_only_the_last_batch(three):
-    batches = batching.mixed(key(), three, B)
+    batches = batching.mixed()(key(), three, B)
     np.testing.assert_array_equal(batches.weight[:-1], 1)
     np.testing.assert_array_equal(batches.weight[-1], [1, 1, 1, 1, 0, 0, 0, 0])  # 52 = 6*8 + 4
-    one = batching.mixed(key(), three, 64)  # B > N: one padded batch
+    one = batching.mixed()(key(), three, 64)  # B > N: one padded batch
     assert one.index.shape == (1, 64) and one.weight.sum() == N
 
 
 def test_per_dataset_batches_never_mix_datasets(three):
-    batches = batching.per_dataset(key(), three, B)
+    batches = batching.per_dataset()(key(), three, B)
     ids = three.dataset_id[batches.index]
     real = batches.weight == 1
     per_batch = [np.unique(ids[s][real[s]]) for s in range(len(ids))]
@@ -92,7 +92,7 @@ def test_per_dataset_batches_never_mix_datasets(three):
     assert len(padded) == 3  # each dataset's last batch: 37, 10, 5 rows are not multiples of 8
     orders = {tuple(np.concatenate(per_batch))}
     orders |= {
-        tuple(three.dataset_id[batching.per_dataset(key(s), three, B).index[:, 0]])
+        tuple(three.dataset_id[batching.per_dataset()(key(s), three, B).index[:, 0]])
         for s in range(1, 6)
     }
     assert len(orders) > 1  # the order of the batches is shuffled
@@ -100,7 +100,7 @@ def test_per_dataset_batches_never_mix_datasets(three):
 
 def test_per_dataset_of_one_task_dataset():
     ds = dataset(20, [SOUND], "solo")
-    batches = batching.per_dataset(key(), ds, B)
+    batches = batching.per_dataset()(key(), ds, B)
     np.testing.assert_array_equal(np.sort(real_rows(batches)), np.arange(20))
 
 
@@ -123,7 +123,7 @@ def test_schedules_are_seeded_by_the_key(three, name):
 
 @pytest.mark.parametrize("steps", [None, 40])
 def test_balanced_per_dataset_shares_each_batch(three, steps):
-    batches = batching.balanced(key(), three, B, steps=steps)
+    batches = batching.balanced(steps=steps)(key(), three, B)
     n_steps = steps or 7
     assert batches.index.shape == (n_steps, B)
     np.testing.assert_array_equal(batches.weight, 1)
@@ -137,14 +137,14 @@ def test_balanced_per_dataset_shares_each_batch(three, steps):
 
 
 def test_balanced_divisible_batch_is_exact(three):
-    batches = batching.balanced(key(), three, 9, steps=20)
+    batches = batching.balanced(steps=20)(key(), three, 9)
     np.testing.assert_array_equal(step_counts(batches, three.dataset_id, 3), 3)
     small = np.flatnonzero(three.dataset_id == 2)  # 5 rows, 60 draws: each exactly 12 times
     np.testing.assert_array_equal(np.bincount(batches.index.ravel(), minlength=N)[small], 12)
 
 
 def test_balanced_batch_smaller_than_the_datasets(three):
-    batches = batching.balanced(key(), three, 2, steps=30)
+    batches = batching.balanced(steps=30)(key(), three, 2)
     counts = step_counts(batches, three.dataset_id, 3)
     assert counts.max() == 1  # two distinct datasets in every batch
     np.testing.assert_array_equal(counts.sum(0), 20)
@@ -153,14 +153,14 @@ def test_balanced_batch_smaller_than_the_datasets(three):
 def test_balanced_per_task_with_one_task_per_row(three):
     word = np.arange(N) % 7 == 0  # 8 rows carry word only, 44 sound only
     one_task = three.replace(has_task=np.stack([~word, word], 1))
-    batches = batching.balanced(key(), one_task, B, per="task", steps=30)
+    batches = batching.balanced(per="task", steps=30)(key(), one_task, B)
     np.testing.assert_array_equal(step_counts(batches, word.astype(int), 2), 4)
     assert_cycles(batches, np.flatnonzero(word))
     assert_cycles(batches, np.flatnonzero(~word))
 
 
 def test_balanced_per_task_with_shared_rows(three):
-    batches = batching.balanced(key(), three, B, per="task", steps=30)
+    batches = batching.balanced(per="task", steps=30)(key(), three, B)
     has = three.has_task[batches.index]  # [S, B, K]
     assert np.all(has.any(-1))
     assert np.all(has.sum(1) >= B // 2)  # each task's 4 slots hold rows carrying it
@@ -170,15 +170,15 @@ def test_balanced_per_task_with_shared_rows(three):
 
 def test_balanced_errors(three):
     with pytest.raises(ValueError, match="'empty' has no rows"):
-        batching.balanced(key(), three.replace(datasets=three.datasets + ("empty",)), B)
+        batching.balanced()(key(), three.replace(datasets=(*three.datasets, "empty")), B)
     no_word = three.replace(has_task=three.has_task & np.array([True, False]))
     with pytest.raises(ValueError, match="task 'word' has no rows"):
-        batching.balanced(key(), no_word, B, per="task")
-    batching.balanced(key(), no_word, B)  # per dataset, tasks do not matter
-    with pytest.raises(ValueError, match="'dataset' or 'task'"):
-        batching.balanced(key(), three, B, per="label")
+        batching.balanced(per="task")(key(), no_word, B)
+    batching.balanced()(key(), no_word, B)  # per dataset, tasks do not matter
+    with pytest.raises(ValueError, match="'dataset' or 'task'"):  # when made, not when used
+        batching.balanced(per="label")
     with pytest.raises(ValueError, match="steps"):
-        batching.balanced(key(), three, B, steps=0)
+        batching.balanced(steps=0)
 
 
 # proportional
@@ -234,7 +234,7 @@ def test_bad_batch_size_and_empty_data(three, name):
 
 def test_a_key_batch_is_refused(three):
     with pytest.raises(ValueError, match="one PRNG key"):
-        batching.mixed(jax.random.split(key(), 2), three, B)
+        batching.mixed()(jax.random.split(key(), 2), three, B)
 
 
 # picking by name
@@ -242,11 +242,24 @@ def test_a_key_batch_is_refused(three):
 
 def test_schedule_from_config(three):
     assert set(batching.SCHEDULES) == {"mixed", "per_dataset", "balanced", "proportional"}
-    assert batching.schedule_from_config("mixed") is batching.mixed
+    assert set(batching.SCHEDULES.values()) == {
+        batching.mixed,
+        batching.per_dataset,
+        batching.balanced,
+        batching.proportional,
+    }
+    for name in batching.SCHEDULES:  # by name, each factory's default schedule
+        np.testing.assert_array_equal(
+            batching.schedule_from_config(name)(key(), three, B).index,
+            batching.SCHEDULES[name]()(key(), three, B).index,
+        )
     by_task = batching.schedule_from_config("balanced", per="task", steps=5)
     np.testing.assert_array_equal(
         by_task(key(), three, B).index,
-        batching.balanced(key(), three, B, per="task", steps=5).index,
+        batching.balanced(per="task", steps=5)(key(), three, B).index,
+    )
+    assert not np.array_equal(
+        by_task(key(), three, B).index, batching.balanced(steps=5)(key(), three, B).index
     )
     uniform = batching.schedule_from_config("proportional", temperature=50.0, steps=4)
     assert uniform(key(), three, B).index.shape == (4, B)
@@ -299,3 +312,45 @@ def test_check_batches_names_the_problem(batches, message):
 def test_check_batches_accepts_padding():
     batches = ok()._replace(weight=np.array([[1] * B, [1, 0.5] + [0] * (B - 2)], np.float32))
     assert batching.check_batches(batches, N, B) is batches
+
+
+# one shape: factories, accepted bare; the helpers a schedule of one's own uses
+
+
+def test_bare_factories_mean_their_default_schedule(three):
+    for factory in batching.SCHEDULES.values():
+        schedule = batching.as_schedule(factory)
+        np.testing.assert_array_equal(
+            schedule(key(), three, B).index, factory()(key(), three, B).index
+        )
+    made = batching.proportional(2.0)
+    assert batching.as_schedule(made) is made
+    with pytest.raises(TypeError, match="batches must be a schedule"):
+        batching.as_schedule("mixed")
+
+
+def test_a_schedule_is_named_after_the_call_that_made_it():
+    assert batching.mixed().__qualname__ == "mixed"  # as the bare function was named
+    assert batching.balanced().__qualname__ == "balanced"
+    assert batching.balanced(per="task").__qualname__ == "balanced(per='task')"
+    assert batching.proportional(2.0, steps=5).__name__ == "proportional(temperature=2.0, steps=5)"
+
+
+def test_generator_and_cut_are_the_builtin_pieces(three):
+    rng = batching.generator(key(3))
+    again = batching.generator(jax.random.PRNGKey(3))  # the same bits, raw
+    np.testing.assert_array_equal(rng.permutation(10), again.permutation(10))
+    np.testing.assert_array_equal(  # mixed is exactly a permutation, cut
+        batching.cut(batching.generator(key()).permutation(N), B).index,
+        batching.mixed()(key(), three, B).index,
+    )
+    cut = batching.cut(np.array([4, 2, 7], np.int64), 2)
+    np.testing.assert_array_equal(cut.index, [[4, 2], [7, 7]])
+    np.testing.assert_array_equal(cut.weight, [[1, 1], [1, 0]])
+    assert cut.index.dtype == np.int32 and cut.weight.dtype == np.float32
+
+    def in_order(key, data, batch_size):  # the module docstring's example
+        return batching.cut(np.arange(len(data)), batch_size)
+
+    batches = batching.check_batches(in_order(key(), three, B), N, B)
+    np.testing.assert_array_equal(batches.index[0], np.arange(B))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
@@ -10,8 +9,9 @@ import numpy as np
 import pytest
 
 import mtjax as mt
-from mtjax import experiment as ex
-from mtjax import runs
+from mtjax import cli, runs
+from mtjax import experiments as ex
+from mtjax.experiments import running
 from mtjax.tasks import Task
 
 
@@ -21,13 +21,11 @@ def write(folder: Path, text: str, name: str = "exp.toml") -> Path:
     return folder / name
 
 
-def cli(*argv: str) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="mtjax")
-    ex.add_subcommands(parser.add_subparsers(dest="command", required=True))
-    return parser.parse_args(list(argv))
-
-
 def test_defaults_and_relative_paths(tmp_path):
+    (tmp_path / "exps" / "data" / "commands").mkdir(parents=True)  # readers are built: roots exist
+    esc = tmp_path / "ESC-50"
+    (esc / "meta").mkdir(parents=True)
+    (esc / "meta" / "esc50.csv").write_text("path,category,fold\n")
     path = write(
         tmp_path / "exps",
         """
@@ -41,17 +39,17 @@ def test_defaults_and_relative_paths(tmp_path):
         group = '^(.+?)_nohash_'
         [[datasets]]
         reader = "csv"
-        root = "/abs/ESC-50"
+        root = "{esc}"
         manifest = "meta/esc50.csv"
         label_columns = ["category"]
         fold_column = "fold"
-    """,
+    """.replace("{esc}", str(esc)),
     )
     e = ex.load(path)
     assert e.name == "speech+sounds" and e.output == tmp_path / "exps" / "out"
     assert e.cache == e.output / "cache"  # default: next to the runs
     assert e.datasets[0]["root"] == str(tmp_path / "exps" / "data" / "commands")
-    assert e.datasets[1]["root"] == "/abs/ESC-50" and e.datasets[1]["name"] == "ESC-50"
+    assert e.datasets[1]["root"] == str(esc) and e.datasets[1]["name"] == "ESC-50"
     assert e.datasets[1]["predefined_folds"] is True
     assert e.features["name"] == "LogMel" and e.model["name"] == "cnn"
     assert e.prepare["frame"] == "median" and e.prepare["standardize"]["per"] == "feature"
@@ -92,7 +90,6 @@ BAD = [
     ("seed = 1.5", "seed: expected an integer, got 1.5 (float)"),
     ("[model]\nname = 'rnn'", "model.name: unknown model 'rnn'; known: cnn, dnn"),
     ("[model]\nname = 'cnn'\nchanels = [8]", "model.chanels: unknown key; model 'cnn' takes"),
-    ("[model]\nname = 'cnn'\nkernel = -1", "model: HardSharingCNN: kernel must be a positive"),
     ("[features]\nname = 'Spectro'", "features.name: unknown extraction 'Spectro'; known: "),
     ("[features]\nname = 'LogMel'\nbands = 3", "features.bands: unknown key; LogMel takes"),
     ("[prepare]\nstandardize = 'row'", "prepare.standardize: 'row' is not one of: feature, cell"),
@@ -119,7 +116,7 @@ def test_validation_names_the_dotted_key(tmp_path, text, message):
         ("name = 'x'", "datasets: no datasets: add [[datasets]] tables, or demo = true"),
         (
             "[[datasets]]\nreader = 'zip'\nroot = 'a'",
-            "datasets[0].reader: 'zip' is not one of: folder, csv, demo",
+            "datasets[0].reader: unknown reader 'zip'; known: ASVspoof2015, asvspoof2015,",
         ),
         (
             "[[datasets]]\nreader = 'csv'\nroot = 'a'",
@@ -145,6 +142,8 @@ def test_validation_names_the_dotted_key(tmp_path, text, message):
     ],
 )
 def test_dataset_errors(tmp_path, text, message):
+    (tmp_path / "a").mkdir()  # readers are built: the roots exist
+    (tmp_path / "b" / "a").mkdir(parents=True)
     with pytest.raises(ex.ExperimentError, match=None) as err:
         ex.load(write(tmp_path, text))
     assert message in str(err.value)
@@ -230,6 +229,14 @@ def test_override_and_built_parts(tmp_path):
     assert float(state.hyperparams["learning_rate"]) == pytest.approx(1e-3)  # logged by fit
 
 
+def test_a_model_value_is_refused_when_the_model_is_built(tmp_path):
+    path = write(tmp_path, "demo = true\n[model]\nname = 'cnn'\nkernel = -1")
+    e = ex.load(path)  # the model needs the tasks: at load its keys are checked, not its values
+    with pytest.raises(ex.ExperimentError) as err:
+        ex.build_model(e.model, (Task("word", ("a", "b")),), source=e.source)
+    assert str(err.value).startswith(f"{path}: model: HardSharingCNN: kernel must be a positive")
+
+
 def test_predefined_folds_kept_dropped_or_refused():
     x = np.zeros([8, 2, 3], np.float32)
     task = Task("t", ("a", "b"))
@@ -238,11 +245,11 @@ def test_predefined_folds_kept_dropped_or_refused():
     )
     e = ex.parse({"demo": True, "folds": 5})
     spec = {"name": "four", "predefined_folds": "auto"}
-    assert np.all(ex._with_folds(e, spec, ds).folds == -1)  # 4 folds, 5 asked: k-fold instead
-    assert np.all(ex._with_folds(ex.override(e, {"folds": 4}), spec, ds).folds == ds.folds)
+    assert np.all(running._with_folds(e, spec, ds).folds == -1)  # 4 folds, 5 asked: k-fold
+    assert np.all(running._with_folds(ex.override(e, {"folds": 4}), spec, ds).folds == ds.folds)
     with pytest.raises(ex.ExperimentError, match="has 4 predefined folds but folds = 5; set"):
-        ex._with_folds(e, {**spec, "predefined_folds": True}, ds)
-    assert np.all(ex._with_folds(e, {**spec, "predefined_folds": False}, ds).folds == -1)
+        running._with_folds(e, {**spec, "predefined_folds": True}, ds)
+    assert np.all(running._with_folds(e, {**spec, "predefined_folds": False}, ds).folds == -1)
 
 
 # A tiny demo sweep, run once for the tests below.
@@ -312,22 +319,20 @@ def test_each_dataset_is_read_once_for_runs_that_differ_in_training_only(tiny):
 def test_report_command_prints_the_table_and_writes_the_plot(tiny, capsys):
     experiment, ran, _ = tiny
     folder = experiment.output / "tiny"
-    args = cli("report", str(folder))
-    assert args.handler(args) == 0
+    assert cli.main(["report", str(folder)]) == 0
     out = capsys.readouterr().out
     assert "tiny/combine=sum" in out and "tiny/combine=mean" in out and "word" in out
     assert "accuracy" in out and "micro_f1" in out
     assert (folder / "comparison.png").is_file()  # a folder of runs: the plot goes inside
-    args = cli("report", str(ran[0].path), "--split", "validation")
-    args.handler(args)
+    assert cli.main(["report", str(ran[0].path), "--split", "validation"]) == 0
     assert (ran[0].path.parent / "comparison.png").is_file()  # a run: next to it
     assert [r.path for r in ex.find_runs([experiment.output])] == [r.path for r in ran[::-1]]
 
 
 def test_evaluate_command_rebuilds_the_fold_and_writes_reports(tiny, capsys):
     experiment, ran, _ = tiny
-    args = cli("evaluate", str(ran[0].path), "--data", experiment.source, "--epoch", "0")
-    assert args.handler(args) == 0
+    argv = ["evaluate", str(ran[0].path), "--data", experiment.source, "--epoch", "0"]
+    assert cli.main(argv) == 0
     out = capsys.readouterr().out
     assert "epoch 0, fold 0 test of tiny/combine=sum" in out and "loud" in out
     written = runs.read_reports(ran[0], 0, "evaluation")

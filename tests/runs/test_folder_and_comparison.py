@@ -28,44 +28,77 @@ PNG = b"\x89PNG\r\n\x1a\n"
 def reports_of(epoch: int) -> dict[str, dict]:
     """Real `task_report`s of small hand-made predictions, with a loss."""
     shift = 0.1 * epoch
-    sex = metrics.task_report(SEX, np.array([[0.0], [1.0], [1.0], [0.0]]),
-                              np.array([[0.2], [0.7], [0.4 + shift], [0.1]]))
+    sex = metrics.task_report(
+        SEX, np.array([[0.0], [1.0], [1.0], [0.0]]), np.array([[0.2], [0.7], [0.4 + shift], [0.1]])
+    )
     genre = metrics.task_report(
-        GENRE, np.eye(3)[[0, 1, 2, 1]],
+        GENRE,
+        np.eye(3)[[0, 1, 2, 1]],
         np.array([[0.8, 0.1, 0.1], [0.2, 0.7, 0.1], [0.5, 0.2, 0.3 + shift], [0.3, 0.6, 0.1]]),
     )
     tags = metrics.task_report(
-        TAGS, np.array([[1.0, 0.0, 1.0], [0.0, 1.0, 0.0], [1.0, 1.0, 0.0]]),
+        TAGS,
+        np.array([[1.0, 0.0, 1.0], [0.0, 1.0, 0.0], [1.0, 1.0, 0.0]]),
         np.array([[0.9, 0.2, 0.4 + shift], [0.1, 0.8, 0.3], [0.6, 0.4, 0.2]]),
     )
     losses = {"sex": 0.5, "genre": 0.75, "tags": 0.25}
-    return {name: {**r, "loss": losses[name] - epoch / 16}
-            for name, r in (("sex", sex), ("genre", genre), ("tags", tags))}
+    return {
+        name: {**r, "loss": losses[name] - epoch / 16}
+        for name, r in (("sex", sex), ("genre", genre), ("tags", tags))
+    }
 
 
 def record(epoch: int) -> dict:
-    """One history record in `fit`'s form, every number a dyadic fraction."""
+    """One flat history record in `fit`'s form, every number a dyadic fraction (but the lr)."""
     e = epoch / 8
-
-    def split(offset: float) -> dict:
-        entries = {
-            "sex": {"loss": 0.5 - e + offset, "accuracy": 0.5 + e, "macro_f1": 0.375 + e},
-            "genre": {"loss": 0.75 - e + offset, "accuracy": 0.25 + e, "macro_f1": 0.125 + e},
-            "tags": {"loss": 0.25 - e / 2 + offset, "micro_f1": 0.625 + e, "macro_f1": 0.5 + e},
+    out = {
+        "epoch": epoch,
+        "seconds": 1.25,
+        "learning_rate": 0.001 * (epoch + 1),
+        "train/loss": 2.0 - e,
+        "train/sex/loss": 0.5 - e,
+        "train/genre/loss": 1.0 - e,
+        "train/tags/loss": 0.5 - e / 2,
+        "train/weights/sex": 1.0,
+        "train/weights/genre": 0.5 + e,
+        "train/weights/tags": 0.25,
+    }
+    for split, offset in (("validation", 0.0625), ("test", 0.125)):
+        out |= {
+            f"{split}/loss": 1.5 - 2 * e + offset,
+            f"{split}/score": 0.5 + e,
+            f"{split}/sex/loss": 0.5 - e + offset,
+            f"{split}/sex/accuracy": 0.5 + e,
+            f"{split}/sex/macro_f1": 0.375 + e,
+            f"{split}/genre/loss": 0.75 - e + offset,
+            f"{split}/genre/accuracy": 0.25 + e,
+            f"{split}/genre/macro_f1": 0.125 + e,
+            f"{split}/tags/loss": 0.25 - e / 2 + offset,
+            f"{split}/tags/micro_f1": 0.625 + e,
+            f"{split}/tags/macro_f1": 0.5 + e,
         }
-        return {"loss": 1.5 - 2 * e + offset, "score": 0.5 + e, **entries}
+    return out
 
-    return {
+
+def nested(epoch: int) -> dict:
+    """`record(epoch)` in the nested form of mtjax 0.1 run folders."""
+    r = record(epoch)
+    names = ("sex", "genre", "tags")
+    old = {
         "epoch": epoch,
         "seconds": 1.25,
         "train": {
-            "loss": 2.0 - e,
-            "tasks": {"sex": 0.5 - e, "genre": 1.0 - e, "tags": 0.5 - e / 2},
-            "weights": {"sex": 1.0, "genre": 0.5 + e, "tags": 0.25},
+            "loss": r["train/loss"],
+            "tasks": {n: r[f"train/{n}/loss"] for n in names},
+            "weights": {n: r[f"train/weights/{n}"] for n in names},
         },
-        "validation": split(0.0625),
-        "test": split(0.125),
     }
+    for split in ("validation", "test"):
+        old[split] = {"loss": r[f"{split}/loss"], "score": r[f"{split}/score"]} | {
+            n: {m: r[f"{split}/{n}/{m}"] for m in ("loss", h, "macro_f1")}
+            for n, h in (("sex", "accuracy"), ("genre", "accuracy"), ("tags", "micro_f1"))
+        }
+    return old
 
 
 HISTORY = [record(e) for e in range(3)]
@@ -95,8 +128,14 @@ def test_run_is_a_frozen_value_of_paths(tmp_path):
 
 def test_config_and_history_round_trip_atomically(tmp_path):
     run = Run(tmp_path, "a")
-    config = {"tasks": ["sex", "genre"], "group": "mt", "fold": 1, "lr": 0.001,
-              "model": {"name": "cnn", "widths": [16, 32]}, "early_stop": None}
+    config = {
+        "tasks": ["sex", "genre"],
+        "group": "mt",
+        "fold": 1,
+        "lr": 0.001,
+        "model": {"name": "cnn", "widths": [16, 32]},
+        "early_stop": None,
+    }
     assert runs.write_config(run, config) == run.path / "config.json"
     assert runs.read_config(run) == config
     runs.write_config(run, {**config, "fold": 2})  # replaced, not appended
@@ -104,6 +143,49 @@ def test_config_and_history_round_trip_atomically(tmp_path):
     runs.write_history(run, HISTORY)
     assert runs.read_history(run) == HISTORY
     assert no_temporaries(run.path)
+
+
+def test_an_old_run_folders_nested_history_reads_back_flat(tmp_path):
+    old, new = Run(tmp_path, "old"), Run(tmp_path, "new")
+    for run, history in ((old, [nested(e) for e in range(3)]), (new, HISTORY)):
+        runs.write_config(run, {"tasks": [t.to_json() for t in TASKS]})
+        runs.write_history(run, history)
+    assert (old.path / "history.json").read_text() != (new.path / "history.json").read_text()
+    flat = [{k: v for k, v in r.items() if k != "learning_rate"} for r in HISTORY]
+    assert runs.read_history(old) == flat  # the lr was not in mtjax 0.1's records
+    assert runs.compare([old]).rows == [
+        {**r, "group": "old", "runs": [str(old.path)]} for r in runs.compare([new]).rows
+    ]
+    (old.path / "history.json").write_text('{"epoch": 0}')
+    with pytest.raises(ValueError, match=f"{old.path / 'history.json'} is not a run history"):
+        runs.read_history(old)
+
+
+def test_check_resumable_names_every_differing_setting(tmp_path):
+    run = Run(tmp_path, "a")
+    key = {"model": "cnn", "model_settings": {"channels": [4, 8], "dropout": 0.1}, "batch_size": 32}
+    runs.check_resumable(run, key)  # no folder yet: nothing to check
+    runs.write_config(run, {"tasks": ["sex"]})
+    runs.check_resumable(run, key)  # no resume_key recorded yet
+    runs.write_config(run, {"tasks": ["sex"], "resume_key": key})
+    runs.check_resumable(run, {**key, "model_settings": {"channels": (4, 8), "dropout": 0.1}})
+    other = {**key, "batch_size": 16, "model_settings": {"channels": [4], "dropout": 0.1}}
+    with pytest.raises(ValueError, match=r"\(batch_size, model_settings\.channels differ\)"):
+        runs.check_resumable(run, other)
+    runs.check_resumable(run, other, ignore=("batch_size", "model_settings"))
+    runs.write_config(run, {"experiment": {"name": "x", "seed": 1}})
+    runs.check_resumable(run, {"name": "y", "seed": 1}, entry="experiment", ignore=("name",))
+    with pytest.raises(ValueError, match=rf"{run.path} holds a run with other settings \(seed"):
+        runs.check_resumable(run, {"name": "x", "seed": 2}, entry="experiment")
+
+
+def test_mean_std_text():
+    from mtjax.runs.comparison import mean_std
+
+    assert mean_std(0.75, 0.25, 2) == "0.7500 ± 0.2500"
+    assert mean_std(0.75, 0.0, 1) == "0.7500"
+    assert mean_std(float("nan"), 0.0, 3) == "-"
+    assert runs.mean_std is mean_std
 
 
 def test_config_is_json_only_and_a_failed_write_leaves_the_old_file(tmp_path):
@@ -135,7 +217,10 @@ def test_reports_round_trip_per_epoch_split_and_task(tmp_path):
             folder = runs.write_reports(run, epoch, split, reports_of(epoch))
             assert folder == run.reports / f"epoch_{epoch:03d}" / split
     assert sorted(p.name for p in (run.reports / "epoch_001" / "test").iterdir()) == [
-        "genre.json", "sex.json", "tags.json"]
+        "genre.json",
+        "sex.json",
+        "tags.json",
+    ]
     assert runs.report_epochs(run) == [0, 1, 2]
     assert runs.report_splits(run, 1) == ["test", "validation"]
     for epoch in range(3):
@@ -154,18 +239,22 @@ def test_reports_round_trip_per_epoch_split_and_task(tmp_path):
 def expected_scalars(epoch: int) -> dict[str, float]:
     """Tag -> value of `record(epoch)`, written out by hand."""
     r = record(epoch)
-    out = {"train/loss": r["train"]["loss"], "train/learning_rate": 0.001 * (epoch + 1),
-           "train/conflict/sex/genre": -0.25, "train/conflict/sex/tags": 0.5,
-           "train/conflict/genre/tags": 0.125 * epoch}
+    out = {
+        "train/loss": r["train/loss"],
+        "train/learning_rate": 0.001 * (epoch + 1),
+        "train/conflict/sex/genre": -0.25,
+        "train/conflict/sex/tags": 0.5,
+        "train/conflict/genre/tags": 0.125 * epoch,
+    }
     for name in ("sex", "genre", "tags"):
-        out[f"train/{name}/loss"] = r["train"]["tasks"][name]
-        out[f"train/weights/{name}"] = r["train"]["weights"][name]
+        out[f"train/{name}/loss"] = r[f"train/{name}/loss"]
+        out[f"train/weights/{name}"] = r[f"train/weights/{name}"]
     for split in ("validation", "test"):
-        out[f"{split}/loss"] = r[split]["loss"]
-        out[f"{split}/score"] = r[split]["score"]
+        out[f"{split}/loss"] = r[f"{split}/loss"]
+        out[f"{split}/score"] = r[f"{split}/score"]
         for name, headline in (("sex", "accuracy"), ("genre", "accuracy"), ("tags", "micro_f1")):
             for metric in ("loss", headline, "macro_f1"):
-                out[f"{split}/{name}/{metric}"] = r[split][name][metric]
+                out[f"{split}/{name}/{metric}"] = r[f"{split}/{name}/{metric}"]
     return out
 
 
@@ -175,26 +264,35 @@ def test_tensorboard_events_read_back_with_tensorboards_reader(tmp_path):
     run = Run(tmp_path, "a")
     writer = runs.open_events(run)
     for epoch in range(3):
-        conflicts = {("sex", "genre"): -0.25, ("sex", "tags"): 0.5,
-                     ("genre", "tags"): 0.125 * epoch}
+        conflicts = {
+            ("sex", "genre"): -0.25,
+            ("sex", "tags"): 0.5,
+            ("genre", "tags"): 0.125 * epoch,
+        }
         reports = {"validation": reports_of(epoch), "test": reports_of(epoch)}
-        runs.log_epoch(writer, record(epoch), TASKS, reports, lr=0.001 * (epoch + 1),
-                       conflicts=conflicts)
+        runs.log_epoch(writer, record(epoch), TASKS, reports, conflicts=conflicts)
     runs.close_events(writer)
 
     events = EventAccumulator(str(run.events), size_guidance={"scalars": 0, "images": 0})
     events.Reload()
     tags = events.Tags()
     assert sorted(tags["scalars"]) == sorted(expected_scalars(0))
-    assert {"validation/tags/micro_f1", "test/sex/accuracy", "train/conflict/sex/genre",
-            "train/weights/genre", "train/learning_rate", "test/loss"} <= set(tags["scalars"])
+    assert {
+        "validation/tags/micro_f1",
+        "test/sex/accuracy",
+        "train/conflict/sex/genre",
+        "train/weights/genre",
+        "train/learning_rate",
+        "test/loss",
+    } <= set(tags["scalars"])
     assert "test/tags/accuracy" not in tags["scalars"]
     for tag in tags["scalars"]:
         got = [(e.step, e.value) for e in events.Scalars(tag)]
         want = [(epoch, expected_scalars(epoch)[tag]) for epoch in range(3)]
         assert [s for s, _ in got] == [0, 1, 2], tag
-        np.testing.assert_array_equal([v for _, v in got],
-                                      np.float32([v for _, v in want]), err_msg=tag)
+        np.testing.assert_array_equal(
+            [v for _, v in got], np.float32([v for _, v in want]), err_msg=tag
+        )
     image_tags = [f"{s}/{t.name}/confusion" for s in ("validation", "test") for t in TASKS]
     assert sorted(tags["images"]) == sorted(image_tags)
     for tag in image_tags:
@@ -214,7 +312,7 @@ def test_a_resumed_run_adds_a_file_and_hides_the_redone_epochs(tmp_path):
         runs.log_epoch(writer, record(epoch), TASKS)
     runs.close_events(writer)
     writer = runs.open_events(run, purge_step=2)  # resumed within the same second
-    redone = {**record(2), "train": {**record(2)["train"], "loss": 0.5}}
+    redone = {**record(2), "train/loss": 0.5}
     runs.log_epoch(writer, redone, TASKS)
     runs.close_events(writer)
 
@@ -222,15 +320,21 @@ def test_a_resumed_run_adds_a_file_and_hides_the_redone_epochs(tmp_path):
     events = EventAccumulator(str(run.events), size_guidance={"scalars": 0})
     events.Reload()
     assert [(e.step, e.value) for e in events.Scalars("train/loss")] == [
-        (0, 2.0), (1, 1.875), (2, 0.5)]
+        (0, 2.0),
+        (1, 1.875),
+        (2, 0.5),
+    ]
 
 
 def test_scalar_tags_are_the_ones_tensorboard_stores():
     odd = Task("speech commands", ("no", "yes"), "binary")
-    rec = {"epoch": 0, "train": {"loss": 1.0, "tasks": {odd.name: 0.5}, "weights": {}}}
+    rec = {"epoch": 0, "seconds": 2.0, "train/loss": 1.0, f"train/{odd.name}/loss": 0.5}
     tags = runs.scalars(rec, (odd, SEX), conflicts={(odd.name, "sex"): 0.25})
-    assert tags == {"train/loss": 1.0, "train/speech_commands/loss": 0.5,
-                    "train/conflict/speech_commands/sex": 0.25}
+    assert tags == {
+        "train/loss": 1.0,
+        "train/speech_commands/loss": 0.5,
+        "train/conflict/speech_commands/sex": 0.25,
+    }
 
 
 # Plots.
@@ -241,7 +345,8 @@ def test_plots_are_valid_pngs(tmp_path):
     reports = {"validation": reports_of(2), "test": reports_of(2)}
     paths = runs.write_plots(run, HISTORY, TASKS, reports)
     names = {"learning_curves.png", "scores.png", "weights.png"} | {
-        f"confusion_{s}_{t.name}.png" for s in ("validation", "test") for t in TASKS}
+        f"confusion_{s}_{t.name}.png" for s in ("validation", "test") for t in TASKS
+    }
     assert {p.name for p in paths} == names
     assert {p.name for p in run.plots.iterdir()} == names
     for path in paths:
@@ -251,7 +356,7 @@ def test_plots_are_valid_pngs(tmp_path):
 
 
 def test_plots_cope_with_missing_splits(tmp_path):
-    history = [{k: v for k, v in record(e).items() if k != "test"} for e in range(2)]
+    history = [{k: v for k, v in record(e).items() if not k.startswith("test/")} for e in range(2)]
     paths = runs.write_plots(Run(tmp_path, "a"), history, (SEX,))
     assert all(p.read_bytes()[:8] == PNG for p in paths)
 
@@ -261,11 +366,10 @@ def test_plots_cope_with_missing_splits(tmp_path):
 
 def history_of(n: int, **values: list[float]) -> list[dict]:
     """n records holding `split/task/metric=[one value per epoch]` (underscored keys)."""
-    out = [{"epoch": e, "train": {"loss": 1.0, "tasks": {}, "weights": {}}} for e in range(n)]
+    out = [{"epoch": e, "train/loss": 1.0} for e in range(n)]
     for key, series in values.items():
-        split, task, metric = key.split("__")
         for r, v in zip(out, series):
-            r.setdefault(split, {}).setdefault(task, {})[metric] = v
+            r[key.replace("__", "/")] = v
     return out
 
 
@@ -277,30 +381,40 @@ def make_run(root: Path, name: str, history: list[dict], **config) -> Run:
 
 
 def row(comparison, group, task, metric) -> dict:
-    (found,) = [r for r in comparison.rows
-                if (r["group"], r["task"], r["metric"]) == (group, task, metric)]
+    (found,) = [
+        r for r in comparison.rows if (r["group"], r["task"], r["metric"]) == (group, task, metric)
+    ]
     return found
 
 
 def test_folds_of_a_group_give_mean_and_std_at_the_validation_best_epoch(tmp_path):
     fold0 = history_of(
         3,
-        validation__sex__accuracy=[0.5, 0.75, 0.625], test__sex__accuracy=[0.25, 0.5, 0.75],
-        validation__sex__loss=[1.0, 0.5, 0.75], test__sex__loss=[1.0, 0.75, 0.5],
-        validation__sex__macro_f1=[0.5, 0.5, 0.5], test__sex__macro_f1=[0.5, 0.25, 0.5],
+        validation__sex__accuracy=[0.5, 0.75, 0.625],
+        test__sex__accuracy=[0.25, 0.5, 0.75],
+        validation__sex__loss=[1.0, 0.5, 0.75],
+        test__sex__loss=[1.0, 0.75, 0.5],
+        validation__sex__macro_f1=[0.5, 0.5, 0.5],
+        test__sex__macro_f1=[0.5, 0.25, 0.5],
     )
     fold1 = history_of(
         3,
-        validation__sex__accuracy=[0.75, 0.5, 0.5], test__sex__accuracy=[1.0, 0.25, 0.5],
-        validation__sex__loss=[0.75, 1.0, 0.25], test__sex__loss=[0.5, 1.0, 0.25],
-        validation__sex__macro_f1=[0.25, 0.5, 0.5], test__sex__macro_f1=[0.5, 0.75, 0.5],
+        validation__sex__accuracy=[0.75, 0.5, 0.5],
+        test__sex__accuracy=[1.0, 0.25, 0.5],
+        validation__sex__loss=[0.75, 1.0, 0.25],
+        test__sex__loss=[0.5, 1.0, 0.25],
+        validation__sex__macro_f1=[0.25, 0.5, 0.5],
+        test__sex__macro_f1=[0.5, 0.75, 0.5],
     )
     a = make_run(tmp_path, "mt-0", fold0, tasks=["sex"], group="mt", fold=0)
     b = make_run(tmp_path, "mt-1", fold1, tasks=["sex"], group="mt", fold=1)
     comparison = runs.compare([a, b])
 
     assert [(r["task"], r["metric"]) for r in comparison.rows] == [
-        ("sex", "loss"), ("sex", "accuracy"), ("sex", "macro_f1")]
+        ("sex", "loss"),
+        ("sex", "accuracy"),
+        ("sex", "macro_f1"),
+    ]
     accuracy = row(comparison, "mt", "sex", "accuracy")
     assert accuracy["best_epochs"] == [1, 0]  # chosen on validation, not on test
     assert (accuracy["best"], accuracy["best_std"]) == (0.75, 0.25)  # test 0.5 and 1.0
@@ -318,26 +432,53 @@ def test_folds_of_a_group_give_mean_and_std_at_the_validation_best_epoch(tmp_pat
 
 
 def test_multi_task_against_single_task_per_task(tmp_path):
-    mt = make_run(tmp_path, "mt", history_of(
-        2,
-        test__sex__loss=[0.5, 0.25], test__sex__accuracy=[0.5, 0.75],
-        test__sex__macro_f1=[0.5, 0.625],
-        test__tags__loss=[0.75, 0.5], test__tags__micro_f1=[0.25, 0.5],
-        test__tags__macro_f1=[0.125, 0.25],
-    ), tasks=["sex", "tags"])
-    st_sex = make_run(tmp_path, "st-sex", history_of(
-        2, test__sex__loss=[0.75, 0.5], test__sex__accuracy=[0.625, 0.5],
-        test__sex__macro_f1=[0.5, 0.5],
-    ), tasks=["sex"])
-    st_tags = make_run(tmp_path, "st-tags", history_of(
-        2, test__tags__loss=[0.5, 0.25], test__tags__micro_f1=[0.375, 0.75],
-        test__tags__macro_f1=[0.5, 0.25],
-    ), tasks=["tags"])
+    mt = make_run(
+        tmp_path,
+        "mt",
+        history_of(
+            2,
+            test__sex__loss=[0.5, 0.25],
+            test__sex__accuracy=[0.5, 0.75],
+            test__sex__macro_f1=[0.5, 0.625],
+            test__tags__loss=[0.75, 0.5],
+            test__tags__micro_f1=[0.25, 0.5],
+            test__tags__macro_f1=[0.125, 0.25],
+        ),
+        tasks=["sex", "tags"],
+    )
+    st_sex = make_run(
+        tmp_path,
+        "st-sex",
+        history_of(
+            2,
+            test__sex__loss=[0.75, 0.5],
+            test__sex__accuracy=[0.625, 0.5],
+            test__sex__macro_f1=[0.5, 0.5],
+        ),
+        tasks=["sex"],
+    )
+    st_tags = make_run(
+        tmp_path,
+        "st-tags",
+        history_of(
+            2,
+            test__tags__loss=[0.5, 0.25],
+            test__tags__micro_f1=[0.375, 0.75],
+            test__tags__macro_f1=[0.5, 0.25],
+        ),
+        tasks=["tags"],
+    )
     comparison = runs.compare([mt, st_sex, st_tags])
 
     versus = {(v["task"], v["metric"]): v for v in comparison.versus}
-    assert sorted(versus) == [("sex", "accuracy"), ("sex", "loss"), ("sex", "macro_f1"),
-                              ("tags", "loss"), ("tags", "macro_f1"), ("tags", "micro_f1")]
+    assert sorted(versus) == [
+        ("sex", "accuracy"),
+        ("sex", "loss"),
+        ("sex", "macro_f1"),
+        ("tags", "loss"),
+        ("tags", "macro_f1"),
+        ("tags", "micro_f1"),
+    ]
     sex = versus["sex", "accuracy"]  # no validation: best epoch chosen on test itself
     assert (sex["multi"], sex["single"]) == ("mt", "st-sex")
     assert (sex["multi_best"], sex["single_best"], sex["best_difference"]) == (0.75, 0.625, 0.125)
@@ -362,20 +503,51 @@ def test_multi_task_against_single_task_per_task(tmp_path):
 
 def test_folds_against_single_task_folds_carry_their_spread(tmp_path):
     def fold(values, **config):
-        return make_run(tmp_path, f"{config['group']}-{config['fold']}", history_of(
-            1, test__sex__accuracy=[values], test__sex__loss=[0.5], test__sex__macro_f1=[0.5],
-        ), **config)
+        return make_run(
+            tmp_path,
+            f"{config['group']}-{config['fold']}",
+            history_of(
+                1,
+                test__sex__accuracy=[values],
+                test__sex__loss=[0.5],
+                test__sex__macro_f1=[0.5],
+            ),
+            **config,
+        )
 
-    members = [fold(0.5, tasks=["sex", "genre"], group="mt", fold=0),
-               fold(1.0, tasks=["sex", "genre"], group="mt", fold=1),
-               fold(0.5, tasks=["sex"], group="st", fold=0),
-               fold(0.75, tasks=["sex"], group="st", fold=1)]
+    members = [
+        fold(0.5, tasks=["sex", "genre"], group="mt", fold=0),
+        fold(1.0, tasks=["sex", "genre"], group="mt", fold=1),
+        fold(0.5, tasks=["sex"], group="st", fold=0),
+        fold(0.75, tasks=["sex"], group="st", fold=1),
+    ]
     comparison = runs.compare(members)
     (v,) = [v for v in comparison.versus if (v["task"], v["metric"]) == ("sex", "accuracy")]
     assert (v["multi_best"], v["multi_best_std"], v["single_best"], v["single_best_std"]) == (
-        0.75, 0.25, 0.625, 0.125)
+        0.75,
+        0.25,
+        0.625,
+        0.125,
+    )
     assert v["best_difference"] == 0.125
     assert "0.7500 ± 0.2500" in comparison.text and "+0.1250" in comparison.text
+
+
+def test_the_headline_metric_comes_from_the_task_kind_in_the_config(tmp_path):
+    history = history_of(
+        2,
+        test__tags__micro_f1=[0.25, 0.5],
+        test__tags__accuracy=[0.5, 0.5],
+        test__tags__loss=[0.5, 0.25],
+        test__tags__macro_f1=[0.5, 0.5],
+    )
+    known = make_run(tmp_path, "known", history, tasks=[TAGS.to_json()])
+    named = make_run(tmp_path, "named", history, tasks=["tags"])  # the history decides
+    as_multiclass = Task("tags", TAGS.labels, "multiclass").to_json()
+    other = make_run(tmp_path, "other", history, tasks=[as_multiclass])
+    for run, metric in ((known, "micro_f1"), (named, "micro_f1"), (other, "accuracy")):
+        rows = runs.compare([run]).rows
+        assert [r["metric"] for r in rows] == ["loss", metric, "macro_f1"], run.name
 
 
 def test_compare_refuses_inconsistent_groups(tmp_path):

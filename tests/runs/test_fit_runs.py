@@ -16,12 +16,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-from test_train import SmallNet, three_datasets
+from tiny_training import SmallNet, three_datasets
 
 import mtjax as mt
 from mtjax import runs
 
-HERE = Path(__file__).parent
+HERE = Path(__file__).parents[1]  # tests/, where tiny_training.py is
 
 
 def identical(a, b) -> bool:
@@ -31,13 +31,15 @@ def identical(a, b) -> bool:
 def test_run_folder_holds_config_events_reports_plots_checkpoints(tmp_path):
     trn, tst = three_datasets(n=80), three_datasets(n=30, seed=10)
     run = runs.Run(tmp_path, "three-tasks")
-    trained = mt.fit(SmallNet(trn.tasks), trn, tst, epochs=3, run=run, progress=False,
-                     combine=mt.losses.dwa())
+    trained = mt.fit(
+        SmallNet(trn.tasks), trn, tst, epochs=3, run=run, progress=False, combine=mt.losses.dwa()
+    )
     config = json.loads((run.path / "config.json").read_text())
     assert [t["name"] for t in config["tasks"]] == ["word", "loud", "tags"]
     assert config["model"]["name"] == "SmallNet" and config["batch_size"] == 32
     assert json.loads((run.path / "history.json").read_text()) == json.loads(
-        json.dumps(list(trained.history)))
+        json.dumps(list(trained.history))
+    )
     assert sorted(p.name for p in run.checkpoints.iterdir() if p.name.isdigit()) == ["0", "1", "2"]
     report = runs.read_reports(run, 2, "test")["word"]
     assert report["support"] == 30 and "confusion_matrix" in report
@@ -46,14 +48,23 @@ def test_run_folder_holds_config_events_reports_plots_checkpoints(tmp_path):
     events = EventAccumulator(str(run.events), size_guidance={"scalars": 0, "images": 0})
     events.Reload()
     tags = set(events.Tags()["scalars"])
-    assert {"train/loss", "train/word/loss", "train/weights/tags", "train/learning_rate",
-            "validation/loss", "test/word/accuracy", "test/tags/micro_f1",
-            "test/loud/macro_f1", "train/conflict/word/loud"} <= tags
+    assert {
+        "train/loss",
+        "train/word/loss",
+        "train/weights/tags",
+        "train/learning_rate",
+        "validation/loss",
+        "test/word/accuracy",
+        "test/tags/micro_f1",
+        "test/loud/macro_f1",
+        "train/conflict/word/loud",
+    } <= tags
     steps = [e.step for e in events.Scalars("test/word/accuracy")]
     values = [e.value for e in events.Scalars("test/word/accuracy")]
     assert steps == [0, 1, 2]
-    np.testing.assert_allclose(values, [r["test"]["word"]["accuracy"] for r in trained.history],
-                               rtol=1e-6)
+    np.testing.assert_allclose(
+        values, [r["test/word/accuracy"] for r in trained.history], rtol=1e-6
+    )
     conflict = [e.value for e in events.Scalars("train/conflict/word/loud")]
     assert all(-1.0 <= c <= 1.0 for c in conflict)
     assert "test/word/confusion" in events.Tags()["images"]
@@ -64,8 +75,38 @@ def test_other_settings_cannot_resume_the_run(tmp_path):
     run = runs.Run(tmp_path, "r")
     mt.fit(SmallNet(trn.tasks), trn, epochs=1, run=run, progress=False, early_stop=None)
     with pytest.raises(ValueError, match="batch_size"):
-        mt.fit(SmallNet(trn.tasks), trn, epochs=1, batch_size=16, run=run, progress=False,
-               early_stop=None)
+        mt.fit(
+            SmallNet(trn.tasks),
+            trn,
+            epochs=1,
+            batch_size=16,
+            run=run,
+            progress=False,
+            early_stop=None,
+        )
+    # mixed() is the default schedule, as the bare factory is: the same run, resumed (done)
+    again = mt.fit(
+        SmallNet(trn.tasks),
+        trn,
+        epochs=1,
+        run=run,
+        progress=False,
+        early_stop=None,
+        batches=mt.batching.mixed(),
+    )
+    assert len(again.history) == 1
+    with pytest.raises(ValueError, match=r"\(batches differ\)"):
+        mt.fit(
+            SmallNet(trn.tasks),
+            trn,
+            epochs=1,
+            run=run,
+            progress=False,
+            early_stop=None,
+            batches=mt.batching.balanced(per="task"),
+        )
+    config = runs.read_config(run)
+    assert config["batches"] == "mtjax.train.schedules.mixed"
 
 
 def test_kill9_then_resume_ends_bit_identical_to_an_uninterrupted_run(tmp_path):
@@ -73,7 +114,7 @@ def test_kill9_then_resume_ends_bit_identical_to_an_uninterrupted_run(tmp_path):
         import sys; sys.path.insert(0, {str(HERE)!r})
         import mtjax as mt
         from mtjax import runs
-        from test_train import SmallNet, three_datasets
+        from tiny_training import SmallNet, three_datasets
         trn = three_datasets(n=200)
         mt.fit(SmallNet(trn.tasks), trn, epochs=8, run=runs.Run({str(tmp_path)!r}, "killed"),
                progress=False, early_stop=None, combine=mt.losses.pcgrad())
@@ -96,8 +137,10 @@ def test_kill9_then_resume_ends_bit_identical_to_an_uninterrupted_run(tmp_path):
     assert len(resumed.history) == 8
     assert identical(resumed.params, straight.params)
     assert identical(resumed.opt_state, straight.opt_state)
-    assert [r["train"]["loss"] for r in resumed.history] == [
-        r["train"]["loss"] for r in straight.history]
+    assert [r["train/loss"] for r in resumed.history] == [r["train/loss"] for r in straight.history]
+    assert [r["learning_rate"] for r in resumed.history] == [
+        r["learning_rate"] for r in straight.history
+    ]
 
 
 def test_evaluate_a_saved_run_without_the_model_object(tmp_path):

@@ -11,6 +11,7 @@ from sklearn.metrics import classification_report
 from mtjax.metrics import (
     evaluation_report,
     headline,
+    headline_metric,
     pool_clips,
     probabilities,
     summary_table,
@@ -188,8 +189,14 @@ def two_task_data():
     probs = {
         "loud": np.array([[0.9], [0.1], [0.2], [0.3], [0.9], [0.9]]),
         "word": np.array(
-            [[0.0, 0.0, 1.0], [0.0, 0.0, 1.0]]  # rows without `word`
-            + [[0.8, 0.1, 0.1], [0.1, 0.2, 0.7], [0.1, 0.2, 0.7], [0.3, 0.2, 0.5]]
+            [
+                [0.0, 0.0, 1.0],
+                [0.0, 0.0, 1.0],  # rows without `word`
+                [0.8, 0.1, 0.1],
+                [0.1, 0.2, 0.7],
+                [0.1, 0.2, 0.7],
+                [0.3, 0.2, 0.5],
+            ]
         ),
     }
     return tasks, y, has_task, probs, {"loud": 0.25, "word": 1.5}
@@ -254,3 +261,21 @@ def test_summary_table_lists_tasks_and_formatted_numbers():
     clip_lines = summary_table(windowed, tasks=tasks).splitlines()
     assert "clip macro F1" in clip_lines[0]
     assert clip_lines[2].split()[-3:] == ["2", "0.0000", "0.0000"]
+
+
+def test_headline_metric_names_the_headline_number():
+    assert [headline_metric(k) for k in ("binary", "multiclass", "multilabel")] == [
+        "accuracy",
+        "accuracy",
+        "micro_f1",
+    ]
+    tags = task_report(
+        TAGS,
+        np.array([[1.0, 0.0, 1.0], [0.0, 1.0, 0.0]]),
+        np.array([[0.9, 0.6, 0.2], [0.1, 0.8, 0.3]]),
+    )
+    assert (
+        headline(tags, "multilabel")
+        == tags["micro avg"]["f1-score"]
+        != tags["macro avg"]["f1-score"]
+    )

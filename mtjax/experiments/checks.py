@@ -1,0 +1,188 @@
+"""Checking an experiment file: every error names the file and the dotted key.
+
+A part (reader, extraction, model, ...) is checked by building it: its name is looked up in
+the registry, its keys are matched against the factory's signature (so an unknown or missing
+key is named), then the factory is called and what it raises is passed on under the key.
+What only the file knows (structural keys, their types, paths) is checked here by hand.
+"""
+
+from __future__ import annotations
+
+import re
+import types
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from mtjax.experiments import registry
+
+# What a factory raises for a bad value: TypeError, ValueError (ReaderError, LabelError, ...),
+# OSError (a missing root or manifest).
+BUILD_ERRORS = (TypeError, ValueError, OSError)
+
+
+class ExperimentError(ValueError):
+    """A bad experiment file or value; the message names the file and the dotted key."""
+
+
+class Checker:
+    """Checks the values of one raw experiment mapping.
+
+    Attributes:
+      source: the file (or "experiment"), the first part of every message.
+      base: the folder relative paths resolve against.
+    """
+
+    def __init__(self, source: str, base: Path):
+        self.source, self.base = source, base
+
+    def fail(self, path: str, message: str) -> ExperimentError:
+        """The error `source: path: message` (to raise)."""
+        return ExperimentError(f"{self.source}: {path}: {message}")
+
+    def keys(self, table: Mapping, known: Sequence[str], path: str, what: str) -> None:
+        """Every key of `table` is one of `known`."""
+        for key in table:
+            if key not in known:
+                where = f"{path}.{key}" if path else str(key)
+                raise self.fail(where, f"unknown key; {what} takes: {', '.join(known)}")
+
+    def table(self, value: Any, path: str) -> Mapping:
+        """`value`, which must be a table."""
+        if not isinstance(value, Mapping):
+            raise self.fail(path, f"expected a table, got {value!r} ({_type(value)})")
+        return value
+
+    def integer(self, value: Any, path: str, minimum: int | None = None) -> int:
+        """`value`, an integer (not a bool) at least `minimum`."""
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise self.fail(path, f"expected an integer, got {value!r} ({_type(value)})")
+        if minimum is not None and value < minimum:
+            raise self.fail(path, f"expected an integer >= {minimum}, got {value}")
+        return value
+
+    def number(self, value: Any, path: str) -> float:
+        """`value` as a float; an int or a float, not a bool."""
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise self.fail(path, f"expected a number, got {value!r} ({_type(value)})")
+        return float(value)
+
+    def string(self, value: Any, path: str, choices: Sequence[str] | None = None) -> str:
+        """`value`, a string, one of `choices` when given."""
+        if not isinstance(value, str):
+            raise self.fail(path, f"expected a string, got {value!r} ({_type(value)})")
+        if choices is not None and value not in choices:
+            raise self.fail(path, f"{value!r} is not one of: {', '.join(choices)}")
+        return value
+
+    def boolean(self, value: Any, path: str) -> bool:
+        """`value`, true or false."""
+        if not isinstance(value, bool):
+            raise self.fail(path, f"expected true or false, got {value!r} ({_type(value)})")
+        return value
+
+    def path(self, value: Any, path: str) -> Path:
+        """A path string, resolved against `base` when relative."""
+        return (self.base / Path(self.string(value, path)).expanduser()).resolve()
+
+    def named(
+        self,
+        value: Any,
+        path: str,
+        kind: str,
+        lookup: Callable[[str], Callable] | None = None,
+    ) -> tuple[dict, Callable]:
+        """A `"name"` or `{name = "...", key = ...}` choice: ({"name", ...keys}, its factory).
+
+        Args:
+          value: the choice as the file gives it.
+          path: its dotted key.
+          kind: what it names ("combiner"); a registry kind unless `lookup` is given.
+          lookup: name -> factory, raising ValueError for an unknown name; default the
+            registry's lookup of `kind`.
+        """
+        table = {"name": value} if isinstance(value, str) else dict(self.table(value, path))
+        where = path if isinstance(value, str) else f"{path}.name"
+        if "name" not in table:
+            known = f"; known: {', '.join(registry.names(kind))}" if lookup is None else ""
+            raise self.fail(where, f"missing: the {kind}'s name{known}")
+        return table, self.factory(table["name"], where, kind, lookup)
+
+    def factory(
+        self,
+        name: Any,
+        path: str,
+        kind: str,
+        lookup: Callable[[str], Callable] | None = None,
+        *,
+        also: Sequence[str] = (),
+    ) -> Callable:
+        """The factory of the part `name` (at `path`): see `named`."""
+        name = self.string(name, path)
+        try:
+            if lookup is not None:
+                return lookup(name)
+            return registry.lookup(kind, name, also=also)
+        except ValueError as err:
+            raise self.fail(path, str(err)) from err
+
+    def options(
+        self,
+        table: Mapping,
+        factory: Callable,
+        path: str,
+        what: str,
+        *,
+        fixed: Sequence[str] = ("name",),
+        supplied: Sequence[str] = (),
+    ) -> None:
+        """The keys of `table` (but `fixed`, the file's own) are the keywords `factory` takes.
+
+        Args:
+          table: the part's table.
+          factory: what builds the part.
+          path: the table's dotted key.
+          what: the part in messages ("model 'cnn'", "a folder dataset").
+          fixed: keys the file itself reads ("name", "reader"); allowed, not passed.
+          supplied: parameters the caller passes itself (a model's `tasks`): not keys.
+        """
+        taken = registry.arguments(factory, supplied=(*supplied, *fixed))
+        if not taken.any_keyword:
+            listed = [*fixed, *taken.accepted]
+            takes = f"takes: {', '.join(listed)}" if listed else "takes no keys"
+            for key in table:
+                if key not in fixed and key not in taken.accepted:
+                    raise self.fail(f"{path}.{key}", f"unknown key; {what} {takes}")
+        for key in taken.required:
+            if key not in table:
+                needs = ", ".join(taken.required)
+                raise self.fail(f"{path}.{key}", f"missing; {what} needs {needs}")
+
+    def build(self, path: str, make: Callable[[], Any], keys: Sequence[str] = ()) -> Any:
+        """`make()`; what it raises (`BUILD_ERRORS`) becomes an error under `path`.
+
+        Under `path.key` when the message names exactly one of `keys` as a word
+        ("LogMel: n_mels must be ..." -> features.n_mels).
+        """
+        try:
+            return make()
+        except BUILD_ERRORS as err:
+            raise self.fail(_blamed(str(err), path, keys), str(err)) from err
+
+
+def _blamed(message: str, path: str, keys: Sequence[str]) -> str:
+    """`path.key` for the one key `message` names as a word (not inside a file path)."""
+    named = [
+        k for k in keys if re.search(rf"(?<![\w./\\-]){re.escape(str(k))}(?![\w/\\-])", message)
+    ]
+    return f"{path}.{named[0]}" if len(named) == 1 else path
+
+
+def _type(value: Any) -> str:
+    names: dict[type, str] = {
+        dict: "table",
+        types.MappingProxyType: "table",
+        list: "array",
+        tuple: "array",
+    }
+    return names.get(type(value), type(value).__name__)

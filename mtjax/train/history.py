@@ -1,0 +1,195 @@
+"""The history schema: one flat record per epoch, of "split/task/metric" keys.
+
+As big_vision logs them, a record maps names to numbers (python ints and floats, so
+`json.dumps` writes it as it is):
+
+  epoch                     the epoch, from 0
+  seconds                   wall time of the epoch: training and evaluation
+  learning_rate             at the end of the epoch, where it is known (see `fit`)
+  train/loss                the combined loss, mean over the epoch's steps
+  train/{task}/loss         the task's loss, mean over the steps that had a row of it
+  train/weights/{task}      d total / d loss_task, mean over the same steps
+  {split}/loss              mean over the split's tasks of their loss (split: validation, test)
+  {split}/score             mean over the split's tasks of their headline metric
+  {split}/{task}/loss
+  {split}/{task}/accuracy   binary and multiclass tasks (`metrics.headline_metric`)
+  {split}/{task}/micro_f1   multilabel tasks
+  {split}/{task}/macro_f1
+
+A split's task without rows in that split has no keys. `record` writes a record and is the
+only writer; `value` reads one number and is the only lookup (stopping rules, checkpoint
+ranking, TensorBoard tags, plots and the comparison of runs all read through it). Run
+folders of mtjax 0.1 hold nested records (`{"train": {"loss": ..., "tasks": {...}}, ...}`);
+`flat` turns one into this form, and the run folder's readers apply it.
+
+Nothing here imports JAX.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from mtjax.tasks import Task
+from mtjax.train import metrics
+
+SPLITS = ("train", "validation", "test")
+_MISSING: Any = object()
+
+
+def key(*parts: str) -> str:
+    """The record key of a path: `key("validation", "word", "accuracy")` is "validation/...".
+
+    >>> key("validation", "word", "accuracy")
+    'validation/word/accuracy'
+    """
+    return "/".join(parts)
+
+
+def keys(tasks: Sequence[Task], splits: Sequence[str] = SPLITS[1:]) -> list[str]:
+    """Every key a record of these tasks can hold besides "epoch" and "seconds", in order.
+
+    Args:
+      tasks: the run's tasks.
+      splits: the evaluated splits.
+    """
+    out = ["learning_rate", key("train", "loss")]
+    out += [key("train", t.name, "loss") for t in tasks]
+    out += [key("train", "weights", t.name) for t in tasks]
+    for split in splits:
+        out += [key(split, "loss"), key(split, "score")]
+        for t in tasks:
+            out += [key(split, t.name, m) for m in ("loss", metrics.headline_metric(t.kind))]
+            out.append(key(split, t.name, "macro_f1"))
+    return out
+
+
+class TrainMeans(NamedTuple):
+    """An epoch's training numbers (`train_means`).
+
+    Attributes:
+      loss: the combined loss, mean over the steps.
+      tasks: task name -> its loss, mean over the steps that had a row of it.
+      weights: task name -> d total / d loss_task, mean over the same steps.
+    """
+
+    loss: float
+    tasks: dict[str, float]
+    weights: dict[str, float]
+
+
+def train_means(step_metrics: Mapping[str, Any], tasks: Sequence[Task]) -> TrainMeans:
+    """The epoch means of the train step's metrics, on the host.
+
+    Args:
+      step_metrics: the steps' metrics as numpy arrays (`jax.device_get` them first): loss
+        [S], tasks [S, K], present bool [S, K], weights [S, K].
+      tasks: the K tasks.
+    """
+    present_SxK = np.asarray(step_metrics["present"], np.float64)
+    losses_SxK = np.asarray(step_metrics["tasks"], np.float64)
+    weights_SxK = np.asarray(step_metrics["weights"], np.float64)
+    seen_K = np.maximum(present_SxK.sum(0), 1)
+    task_losses = (losses_SxK * present_SxK).sum(0) / seen_K
+    task_weights = (weights_SxK * present_SxK).sum(0) / seen_K
+    return TrainMeans(
+        loss=float(np.mean(np.asarray(step_metrics["loss"], np.float64))),
+        tasks={t.name: float(task_losses[k]) for k, t in enumerate(tasks)},
+        weights={t.name: float(task_weights[k]) for k, t in enumerate(tasks)},
+    )
+
+
+def record(
+    epoch: int,
+    *,
+    seconds: float,
+    train: TrainMeans,
+    reports: Mapping[str, Mapping[str, Mapping]],
+    tasks: Sequence[Task],
+    learning_rate: float | None = None,
+) -> dict[str, float]:
+    """One epoch's history record (the module docstring lists its keys).
+
+    Args:
+      epoch: the epoch.
+      seconds: its wall time.
+      train: its training means.
+      reports: split name -> task name -> `evaluate` report of that split, this epoch.
+      tasks: the run's tasks, in order.
+      learning_rate: the learning rate at the end of the epoch; None leaves the key out.
+    """
+    out: dict[str, Any] = {"epoch": int(epoch), "seconds": float(seconds)}
+    if learning_rate is not None:
+        out["learning_rate"] = float(learning_rate)
+    out[key("train", "loss")] = float(train.loss)
+    out.update({key("train", t.name, "loss"): float(train.tasks[t.name]) for t in tasks})
+    out.update({key("train", "weights", t.name): float(train.weights[t.name]) for t in tasks})
+    for split, split_reports in reports.items():
+        scored = [
+            (t, split_reports[t.name])
+            for t in tasks
+            if split_reports.get(t.name, {}).get("support")
+        ]
+        loss = [float(r["loss"]) for _, r in scored]
+        score = [metrics.headline(r, t.kind) for t, r in scored]
+        out[key(split, "loss")] = float(np.mean(loss)) if scored else math.nan
+        out[key(split, "score")] = float(np.mean(score)) if scored else math.nan
+        for (t, report), task_loss, headline in zip(scored, loss, score):
+            out[key(split, t.name, "loss")] = task_loss
+            out[key(split, t.name, metrics.headline_metric(t.kind))] = headline
+            out[key(split, t.name, "macro_f1")] = float(report["macro avg"]["f1-score"])
+    return out
+
+
+def value(record: Mapping[str, Any], key: str, *, default: Any = _MISSING) -> Any:
+    """The number at `key` in one record.
+
+    Args:
+      record: a history record.
+      key: e.g. "validation/loss", "validation/score", "validation/word/accuracy".
+      default: returned when the record lacks `key`; without it, a KeyError.
+
+    Raises:
+      KeyError listing the record's keys, the closest to `key` first.
+    """
+    if key in record:
+        return record[key]
+    if default is not _MISSING:
+        return default
+    known = sorted(record, key=lambda k: -difflib.SequenceMatcher(None, key, str(k)).ratio())
+    raise KeyError(
+        f"{key!r} is not in the history record; its keys, closest first: "
+        f"{', '.join(map(str, known))}"
+    )
+
+
+def series(history: Sequence[Mapping[str, Any]], key: str) -> np.ndarray:
+    """float64 [E]: `value` of `key` in every record, NaN where a record lacks it."""
+    return np.array([value(r, key, default=math.nan) for r in history], np.float64)
+
+
+def flat(record: Mapping[str, Any]) -> dict[str, Any]:
+    """A record of either form in the flat one; a flat record comes back as a copy.
+
+    The nested form (mtjax 0.1): {"epoch", "seconds", "train": {"loss", "tasks": {task:
+    loss}, "weights": {task: weight}}, split: {"loss", "score", task: {metric: value}}}.
+    """
+    out: dict[str, Any] = {}
+    for name, part in record.items():
+        if not isinstance(part, Mapping):
+            out[name] = part
+            continue
+        for inner, entry in part.items():
+            if not isinstance(entry, Mapping):
+                out[key(name, inner)] = entry
+            elif name == "train" and inner == "tasks":
+                out.update({key(name, task, "loss"): v for task, v in entry.items()})
+            elif name == "train" and inner == "weights":
+                out.update({key(name, "weights", task): v for task, v in entry.items()})
+            else:
+                out.update({key(name, inner, metric): v for metric, v in entry.items()})
+    return out
