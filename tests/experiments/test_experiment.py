@@ -124,10 +124,12 @@ def test_validation_names_the_dotted_key(tmp_path, text, message):
         ),
         (
             "[[datasets]]\nreader = 'folder'\nroot = 'a'\nlabels = 'x'",
-            "datasets[0].labels: unknown key; a folder dataset takes: reader, predefined_folds, root",
+            "datasets[0].labels: unknown key; a folder dataset takes: reader, predefined_folds,"
+            " root",
         ),
         (
-            "[[datasets]]\nreader = 'folder'\nroot = 'a'\n[[datasets]]\nreader = 'folder'\nroot = 'b/a'",
+            "[[datasets]]\nreader = 'folder'\nroot = 'a'\n"
+            "[[datasets]]\nreader = 'folder'\nroot = 'b/a'",
             "datasets[1].name: 'a' is already the name of datasets[0]",
         ),
         (
