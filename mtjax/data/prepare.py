@@ -171,15 +171,13 @@ def splits(
 def _fold_pairs(ds: TaskDataset | MultiTaskData, folds: int, seed: int) -> list:
     if not np.any(np.asarray(ds.folds) >= 0):
         return splitters.kfold(ds, folds, seed=seed)
-    pairs = splitters.predefined_folds(ds)
-    if len(pairs) != folds:
-        name = ds.name if isinstance(ds, TaskDataset) else "+".join(ds.datasets)
+    try:
+        splitters.keep_predefined_folds(ds, folds, keep=True)
+    except ValueError as err:
         raise ValueError(
-            f"dataset {name!r} has {len(pairs)} predefined folds but splits(..., folds={folds}); "
-            f"pass folds={len(pairs)}, or drop its folds with "
-            f"ds.replace(folds=np.full(len(ds), -1)) to split it {folds}-fold"
-        )
-    return pairs
+            f"splits(..., folds={folds}): {err} (ds.replace(folds=np.full(len(ds), -1)))"
+        ) from None
+    return splitters.predefined_folds(ds)
 
 
 def _generate(plans: list, n_splits: int, steps: tuple[Step, ...]) -> Iterator[Split]:

@@ -140,3 +140,34 @@ def predefined_folds(ds: Data) -> list[tuple[np.ndarray, np.ndarray]]:
             f"{values.describe(ds)} has no predefined folds (every `folds` value is -1)"
         )
     return [(np.nonzero(folds != f)[0], np.nonzero(folds == f)[0]) for f in names]
+
+
+def keep_predefined_folds(ds: Data, k: int, keep: bool | str = True) -> Data:
+    """`ds` with its predefined folds kept for a k-fold run, or dropped (all -1).
+
+    The rule of `splits` and of experiment files: predefined folds are used as they are, so
+    their count must be k.
+
+    Args:
+      ds: a dataset; one without predefined folds comes back unchanged.
+      k: the number of folds of the run.
+      keep: True keeps them (ValueError when there are not k of them), False drops them,
+        "auto" keeps them when there are k and drops them otherwise.
+
+    Raises:
+      ValueError naming the dataset and both counts, when `keep` is True and they differ.
+    """
+    folds = np.asarray(ds.folds)
+    found = len(np.unique(folds[folds >= 0]))
+    if not found:
+        return ds
+    if keep not in (True, False, "auto"):
+        raise ValueError(f'keep must be True, False or "auto", got {keep!r}')
+    if keep is True and found != k:
+        raise ValueError(
+            f"{values.describe(ds)} has {found} predefined folds but the run has {k} folds; "
+            f"use {found} folds, or drop its folds to split it {k}-fold"
+        )
+    if keep is False or (keep == "auto" and found != k):
+        return ds.replace(folds=np.full(len(ds), -1, np.int32))
+    return ds

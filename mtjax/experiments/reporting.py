@@ -9,8 +9,6 @@ from pathlib import Path
 
 from mtjax import runs, tables
 
-HEADLINE = ("accuracy", "micro_f1")
-
 
 def summary(comparison: runs.Comparison, *, settings: Mapping[str, str] | None = None) -> str:
     """The summary table of an experiment's runs.
@@ -33,7 +31,7 @@ def summary(comparison: runs.Comparison, *, settings: Mapping[str, str] | None =
             runs.mean_std(r["last"], r["last_std"], r["n"]),
         ]
         for r in comparison.rows
-        if r["metric"] in HEADLINE
+        if r["headline"]
     ]
     lines = [
         "test headline metric, mean ± std over folds (best epoch chosen on validation)",
@@ -50,7 +48,7 @@ def summary(comparison: runs.Comparison, *, settings: Mapping[str, str] | None =
             f"{v['best_difference']:+.4f}",
         ]
         for v in comparison.versus
-        if v["metric"] in HEADLINE
+        if v["headline"]
         and (settings is None or settings.get(v["multi"]) == settings.get(v["single"]))
     ]
     if versus:

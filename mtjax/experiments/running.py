@@ -14,11 +14,9 @@ import os
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-import numpy as np
-
 from mtjax import demo, runs
 from mtjax.audio import cache
-from mtjax.data import describe, prepare, values
+from mtjax.data import describe, prepare, splitters, values
 from mtjax.experiments import config, parts, reporting, sweeps
 from mtjax.tasks import Task
 from mtjax.train import evaluation, loop, metrics
@@ -95,28 +93,16 @@ def read_datasets(experiment: config.Experiment, *, progress: bool = True) -> li
 def _with_folds(experiment: config.Experiment, spec: Mapping, value):
     if isinstance(value, values.Split):
         return value
-    found = np.unique(np.asarray(value.folds)[np.asarray(value.folds) >= 0])
-    if not len(found):
-        return value
-    keep = spec["predefined_folds"]
-    if keep == "auto":
-        keep = len(found) == experiment.folds
-        if not keep:
-            log.info(
-                "%s: %d predefined folds, not %d: split %d-fold instead",
-                spec["name"],
-                len(found),
-                experiment.folds,
-                experiment.folds,
-            )
-    if keep is True and len(found) != experiment.folds:
+    try:
+        kept = splitters.keep_predefined_folds(value, experiment.folds, spec["predefined_folds"])
+    except ValueError as err:
         raise config.ExperimentError(
-            f"{experiment.source}: folds: dataset {spec['name']!r} has {len(found)} predefined"
-            f" folds but folds = {experiment.folds}; set folds = {len(found)}, or"
-            f' predefined_folds = false (or "auto") in its [[datasets]] entry to split it'
-            f" {experiment.folds}-fold"
-        )
-    return value if keep else value.replace(folds=np.full(len(value), -1, np.int32))
+            f'{experiment.source}: folds: {err} (predefined_folds = false, or "auto", in its'
+            " [[datasets]] entry drops them)"
+        ) from None
+    if kept is not value and spec["predefined_folds"] == "auto":
+        log.info("%s: predefined folds dropped: split %d-fold", spec["name"], experiment.folds)
+    return kept
 
 
 def fold_splits(experiment: config.Experiment, datasets: Sequence) -> Iterator[tuple[int, Any]]:

@@ -21,14 +21,15 @@ class Comparison(NamedTuple):
     """Runs side by side (`compare`).
 
     rows: one per (group, task, metric): {"group", "runs" (paths), "folds", "tasks",
-      "multi_task", "task", "metric", "n", "best", "best_std", "best_epochs", "last",
-      "last_std"}; values are means over the group's runs, stds over them (ddof 0).
+      "multi_task", "task", "metric", "headline" (whether it is the task's headline metric),
+      "n", "best", "best_std", "best_epochs", "last", "last_std"}; values are means over the
+      group's runs, stds over them (ddof 0).
     text: both tables for the terminal.
     versus: one per (task, metric, multi-task group, single-task group of that task):
-      {"task", "metric", "multi", "single", "multi_best", "single_best", "best_difference",
-      "multi_last", "single_last", "last_difference", "multi_best_std", "single_best_std",
-      "multi_last_std", "single_last_std", "multi_n", "single_n"}; difference = multi-task
-      minus single-task.
+      {"task", "metric", "headline", "multi", "single", "multi_best", "single_best",
+      "best_difference", "multi_last", "single_last", "last_difference", "multi_best_std",
+      "single_best_std", "multi_last_std", "single_last_std", "multi_n", "single_n"};
+      difference = multi-task minus single-task.
     """
 
     rows: list[dict]
@@ -142,7 +143,8 @@ def _groups(runs: Sequence[Run]) -> dict[str, list[_Member]]:
 def _group_rows(label: str, members: list[_Member], split: str) -> list[dict]:
     rows = []
     for task, kind in zip(members[0].tasks, members[0].kinds):
-        for metric in _metrics(members[0].history, task, kind):
+        names = _metrics(members[0].history, task, kind)
+        for metric in names:
             found = [best_and_last(m.history, split, task, metric) for m in members]
             best = np.array([f[0] for f in found])
             last = np.array([f[2] for f in found])
@@ -155,6 +157,7 @@ def _group_rows(label: str, members: list[_Member], split: str) -> list[dict]:
                     "multi_task": len(members[0].tasks) > 1,
                     "task": task,
                     "metric": metric,
+                    "headline": metric == names[1],
                     "n": len(members),
                     "best": float(best.mean()),
                     "best_std": float(best.std()),
@@ -180,6 +183,7 @@ def _versus(rows: list[dict]) -> list[dict]:
                 {
                     "task": m["task"],
                     "metric": m["metric"],
+                    "headline": m["headline"],
                     "multi": m["group"],
                     "single": s["group"],
                     "multi_best": m["best"],

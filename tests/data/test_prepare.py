@@ -161,7 +161,8 @@ def test_splits_use_a_datasets_own_folds():
     out = list(pipeline.splits([ds], folds=3))
     for f, split in enumerate(out):
         np.testing.assert_array_equal(split.test.ids, [f"esc/{i}" for i in range(f, 9, 3)])
-    with pytest.raises(ValueError, match="has 3 predefined folds but splits.*folds=5"):
+    wrong_count = r"splits\(\.\.\., folds=5\): .* has 3 predefined folds but the run has 5 folds"
+    with pytest.raises(ValueError, match=wrong_count):
         pipeline.splits([ds], folds=5)
 
 

@@ -249,7 +249,8 @@ def test_predefined_folds_kept_dropped_or_refused():
     spec = {"name": "four", "predefined_folds": "auto"}
     assert np.all(running._with_folds(e, spec, ds).folds == -1)  # 4 folds, 5 asked: k-fold
     assert np.all(running._with_folds(ex.override(e, {"folds": 4}), spec, ds).folds == ds.folds)
-    with pytest.raises(ex.ExperimentError, match="has 4 predefined folds but folds = 5; set"):
+    wrong_count = "has 4 predefined folds but the run has 5 folds; use 4"
+    with pytest.raises(ex.ExperimentError, match=wrong_count):
         running._with_folds(e, {**spec, "predefined_folds": True}, ds)
     assert np.all(running._with_folds(e, {**spec, "predefined_folds": False}, ds).folds == -1)
 
