@@ -141,14 +141,13 @@ def limit_labels(
 
 def check_frame_length(length: int | str) -> int | str:
     """`length` as given if it is an int >= 1 or one of FRAME_LENGTHS, else ValueError."""
+    named = ", ".join(FRAME_LENGTHS)
     if isinstance(length, str):
         if length not in FRAME_LENGTHS:
-            raise ValueError(f"frame length {length!r}: give an int or one of {FRAME_LENGTHS}")
+            raise ValueError(f"frame length {length!r} is not an int >= 1 or one of: {named}")
         return length
     if isinstance(length, bool) or not isinstance(length, (int, np.integer)) or length < 1:
-        raise ValueError(
-            f"a frame length must be an int >= 1 or one of {FRAME_LENGTHS}, got {length!r}"
-        )
+        raise ValueError(f"frame length {length!r} is not an int >= 1 or one of: {named}")
     return int(length)
 
 

@@ -12,6 +12,7 @@ import functools
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from mtjax.data import ops
 from mtjax.data import prepare as prepare_steps
 from mtjax.experiments import checks, registry
 from mtjax.tasks import Task
@@ -63,9 +64,10 @@ def model(c: checks.Checker, value: Any) -> dict:
 
 
 def _length(c: checks.Checker, value: Any, path: str) -> int | str:
-    if isinstance(value, str):
-        return c.string(value, path, ("median", "min", "max"))
-    return c.integer(value, path, 1)
+    try:
+        return ops.check_frame_length(value)
+    except ValueError as err:
+        raise c.fail(path, str(err)) from None
 
 
 def prepare(c: checks.Checker, raw: Mapping) -> dict:

@@ -93,7 +93,10 @@ BAD = [
     ("[features]\nname = 'Spectro'", "features.name: unknown extraction 'Spectro'; known: "),
     ("[features]\nname = 'LogMel'\nbands = 3", "features.bands: unknown key; LogMel takes"),
     ("[prepare]\nstandardize = 'row'", "prepare.standardize: 'row' is not one of: feature, cell"),
-    ("[prepare]\nframe = 'mean'", "prepare.frame: 'mean' is not one of: median, min, max"),
+    (
+        "[prepare]\nframe = 'mean'",
+        "prepare.frame: frame length 'mean' is not an int >= 1 or one of: median, min, max",
+    ),
     ("[prepare]\nwindows = {length = 10, step = 5}", "prepare.windows.step: unknown key"),
     ("[sweep]\n'train.combine' = 'sum'", 'sweep."train.combine": expected a non-empty array'),
     ("[sweep]\nname = ['a', 'b']", "sweep.name: not a sweepable choice"),
