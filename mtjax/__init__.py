@@ -85,42 +85,7 @@ _OLD_MODULES = {
     "mtjax.experiment": "mtjax.experiments",
 }
 
-__all__ = [
-    "DiskArray",
-    "MultiTaskData",
-    "Run",
-    "Split",
-    "Task",
-    "TaskDataset",
-    "Trained",
-    "audio",
-    "batching",
-    "cli",
-    "combiners",
-    "concat",
-    "data",
-    "demo",
-    "early_stopping",
-    "evaluate",
-    "experiments",
-    "features",
-    "fit",
-    "frame",
-    "limit",
-    "losses",
-    "metrics",
-    "models",
-    "predict",
-    "read",
-    "readers",
-    "runs",
-    "splits",
-    "standardize",
-    "tables",
-    "tasks",
-    "train",
-    "windows",
-]
+__all__ = sorted(_NAMES)  # listed literally in __init__.pyi for type checkers
 
 
 class _OldPath(importlib.abc.MetaPathFinder, importlib.abc.Loader):

@@ -196,64 +196,20 @@ def task_losses(
 
 
 # ----------------------------------------------------------------------------------------
-# The combiners, re-exported: `mt.losses.pcgrad()` and friends.
+# The combiners, re-exported: `mt.losses.pcgrad()` and friends are the names of the contract
+# (DESIGN.md); their home is `mtjax.train.combiners`.
 
-from mtjax.train.combiners import (  # noqa: E402  (the contract names: mt.losses.pcgrad())
-    COMBINERS,
-    Combiner,
-    DwaState,
-    EmptyState,
-    GradNormState,
-    UncertaintyParams,
-    as_combiner,
-    cagrad,
-    combiner_from_config,
-    dwa,
-    dwa_weights,
-    flatten_task_grads,
-    gradnorm,
-    gram,
-    mean,
-    mgda,
-    pcgrad,
-    rlw,
-    stateless,
-    sum,
-    sum_,
-    uncertainty_weighting,
-    weighted,
-)
+from mtjax.train import combiners  # noqa: E402
+from mtjax.train.combiners import *  # noqa: E402, F403
 
 __all__ = [
-    "COMBINERS",
-    "Combiner",
-    "DwaState",
-    "EmptyState",
-    "GradNormState",
-    "UncertaintyParams",
-    "as_combiner",
     "binary_cross_entropy",
-    "cagrad",
     "check_outputs",
-    "combiner_from_config",
     "default_loss",
-    "dwa",
-    "dwa_weights",
-    "flatten_task_grads",
-    "gradnorm",
-    "gram",
     "loss_functions",
     "masked_task_means",
-    "mean",
-    "mgda",
     "multilabel_cross_entropy",
-    "pcgrad",
-    "rlw",
     "softmax_cross_entropy",
-    "stateless",
-    "sum",
-    "sum_",
     "task_losses",
-    "uncertainty_weighting",
-    "weighted",
+    *combiners.__all__,
 ]

@@ -5,28 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import write_tone
+from layout_files import LOGMEL, tone, write_text
 
 import mtjax as mt
-from mtjax.features import LogMel
 from mtjax.readers.asvspoof import ASVspoof2015
 from mtjax.readers.base import ReaderError
-
-LOGMEL = LogMel(sample_rate=16000, n_fft=256, hop_length=160, n_mels=8)
-
-
-def tone(path: Path, i: int = 0) -> None:
-    write_tone(path, 300.0 + 40.0 * i, seconds=0.05, seed=i)
-
-
-def write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-
-
-def by_id(reader) -> dict:
-    return {item.id: item for item in reader.items()}
-
 
 # ASVspoof 2015 ----------------------------------------------------------------------------------
 
@@ -46,12 +29,12 @@ def asvspoof(tmp_path) -> Path:
     root = tmp_path / "DS_10283_853"
     i = 0
     for protocol, rows in PROTOCOLS.items():
-        write(root / "CM_protocol" / protocol, "\n".join(rows) + "\n")
+        write_text(root / "CM_protocol" / protocol, "\n".join(rows) + "\n")
         for row in rows:
             speaker, utterance, _, _ = row.split()
             tone(root / "wav" / speaker / f"{utterance}.wav", i)
             i += 1
-    write(root / "Joint_ASV_CM_protocol/ASV_male_enrolment.ndx", "T1 T1_1000001\n")
+    write_text(root / "Joint_ASV_CM_protocol/ASV_male_enrolment.ndx", "T1 T1_1000001\n")
     return root
 
 

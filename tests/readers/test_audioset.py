@@ -7,22 +7,11 @@ import logging
 from pathlib import Path
 
 import pytest
-from conftest import write_tone
+from layout_files import tones, write_lines
 
 from mtjax.readers.audioset import AudioSetCsv
 from mtjax.readers.base import Reader, ReaderError
 from mtjax.tasks import Task
-
-
-def write(path: Path, lines: list[str], newline: str = "\n") -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes((newline.join(lines) + newline).encode())
-
-
-def tones(folder: Path, names: list[str], seconds: float = 0.2) -> None:
-    for i, name in enumerate(names):
-        write_tone(folder / name, 300.0 + 100 * i, seconds=seconds, seed=i)
-
 
 # --- AudioSet --------------------------------------------------------------------------------
 
@@ -56,9 +45,9 @@ CLASS_INDEX = [
 @pytest.fixture
 def audioset(tmp_path) -> Path:
     root = tmp_path / "audioset"
-    write(root / "balanced_train_segments.csv", BALANCED)
-    write(root / "eval_segments.csv", EVAL_SEGMENTS)
-    write(root / "class_labels_indices.csv", CLASS_INDEX)
+    write_lines(root / "balanced_train_segments.csv", BALANCED)
+    write_lines(root / "eval_segments.csv", EVAL_SEGMENTS)
+    write_lines(root / "class_labels_indices.csv", CLASS_INDEX)
     # three name forms; -0BIyqJj9ZU (train) and --BfvyPmVMo (test) were not downloaded
     tones(
         root / "audio",
@@ -100,7 +89,7 @@ def test_audioset_splits_labels_and_missing_clips(audioset, caplog):
 
 def test_audioset_single_csv_with_ontology_and_plain_header(tmp_path):
     root = tmp_path / "as"
-    write(
+    write_lines(
         root / "segments.csv",
         [
             "YTID,start_seconds,end_seconds,positive_labels",
@@ -134,10 +123,12 @@ def test_audioset_bad_input(audioset):
         AudioSetCsv(audioset, "unbalanced_train_segments.csv")
     with pytest.raises(ValueError, match="not both"):
         AudioSetCsv(audioset, "eval_segments.csv", ontology="o.json", label_map="c.csv")
-    write(audioset / "eval_segments.csv", [*EVAL_SEGMENTS, 'zzzzzzzzzzz, 0.000, 10.000, "/m/xyz"'])
+    write_lines(
+        audioset / "eval_segments.csv", [*EVAL_SEGMENTS, 'zzzzzzzzzzz, 0.000, 10.000, "/m/xyz"']
+    )
     reader = AudioSetCsv(audioset, "eval_segments.csv")
     with pytest.raises(ReaderError, match=r"eval_segments.csv line 6: label id '/m/xyz'"):
         list(reader.items())
-    write(audioset / "eval_segments.csv", [*EVAL_SEGMENTS[:3], "--4gqARaEJE, 0.000, 10.000"])
+    write_lines(audioset / "eval_segments.csv", [*EVAL_SEGMENTS[:3], "--4gqARaEJE, 0.000, 10.000"])
     with pytest.raises(ReaderError, match=r"eval_segments.csv line 4: 3 cells"):
         _ = AudioSetCsv(audioset, "eval_segments.csv").tasks

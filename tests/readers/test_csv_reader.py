@@ -5,42 +5,11 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import numpy as np
 import pytest
-import soundfile as sf
+from layout_files import wav
 
 from mtjax.readers import CsvReader, Reader, ReaderError
 from mtjax.tasks import Task
-
-
-def wav(path: Path, frequency: float = 440.0, seconds: float = 0.05) -> Path:
-    """A short 16-bit tone at 16 kHz."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    t = np.arange(int(seconds * 16000)) / 16000
-    sf.write(path, 0.3 * np.sin(2 * np.pi * frequency * t), 16000, subtype="PCM_16")
-    return path
-
-
-@pytest.fixture
-def words(tmp_path) -> Path:
-    """Speech-Commands-like folder: 3 words, a noise folder, hidden and non-audio files."""
-    root = tmp_path / "words"
-    for name in [
-        "yes/bb_nohash_0.wav",
-        "yes/aa_nohash_1.wav",
-        "yes/aa_nohash_0.WAV",
-        "yes/more/cc_nohash_0.flac",
-        "no/aa_nohash_0.wav",
-        "up/cc_nohash_0.wav",
-        "_background_noise_/white_noise.wav",
-        ".cache/aa_nohash_0.wav",
-        "yes/.aa_nohash_2.wav",
-    ]:
-        wav(root / name)
-    (root / "yes" / "notes.txt").write_text("not audio")
-    (root / "README.md").write_text("readme")
-    return root
-
 
 # --- CsvReader -------------------------------------------------------------------------------
 

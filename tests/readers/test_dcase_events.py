@@ -7,27 +7,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import write_tone
+from layout_files import by_id, tone, write_text
 
-from mtjax.features import LogMel
 from mtjax.readers.base import ReaderError
 from mtjax.readers.dcase import DCASEEvents
-
-LOGMEL = LogMel(sample_rate=16000, n_fft=256, hop_length=160, n_mels=8)
-
-
-def tone(path: Path, i: int = 0) -> None:
-    write_tone(path, 300.0 + 40.0 * i, seconds=0.05, seed=i)
-
-
-def write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-
-
-def by_id(reader) -> dict:
-    return {item.id: item for item in reader.items()}
-
 
 # DCASE sound events -----------------------------------------------------------------------------
 
@@ -38,32 +21,32 @@ def tut_events(tmp_path) -> Path:
     root = tmp_path / "TUT-sound-events-2017-development"
     for i, stem in enumerate(["a001", "a002", "b003"]):
         tone(root / f"audio/street/{stem}.wav", i)
-    write(
+    write_text(
         root / "meta/street/a001.ann",
         "3.250000\t7.812500\tcar\n10.0\t12.5\tpeople walking\n\n"
         "14.0\t15.0\tcar\n4.0 5.5 people speaking\n",
     )
-    write(
+    write_text(
         root / "meta/street/a002.ann",  # the file/scene-column form, with mixture and id
         "audio/street/a002.wav\tstreet\t1.0\t2.0\tbrakes squeaking\tmixture\ta002\n"
         "audio/street/a002.wav\tstreet\t2.5\t4.0\tlarge vehicle\tmixture\ta002\n",
     )
-    write(root / "meta/street/b003.txt", "")  # no events at all
-    write(root / "non_verified/meta/street/a001.ann", "0\t1\tunverified label\n")
-    write(root / "meta.txt", "audio/street/a001.wav\tstreet\t3.25\t7.81\tcar\tmixture\n")
+    write_text(root / "meta/street/b003.txt", "")  # no events at all
+    write_text(root / "non_verified/meta/street/a001.ann", "0\t1\tunverified label\n")
+    write_text(root / "meta.txt", "audio/street/a001.wav\tstreet\t3.25\t7.81\tcar\tmixture\n")
     setup = root / "evaluation_setup"
     folds = {1: ["a001"], 2: ["a002", "b003"]}
     for n, test in folds.items():
         train = [s for s in ("a001", "a002", "b003") if s not in test]
-        write(
+        write_text(
             setup / f"street_fold{n}_train.txt",
             "".join(f"audio/street/{s}.wav\tstreet\t1.0\t2.0\tcar\n" for s in train),
         )
-        write(
+        write_text(
             setup / f"street_fold{n}_evaluate.txt",
             "".join(f"audio/street/{s}.wav\tstreet\t1.0\t2.0\tcar\n" * 2 for s in test),
         )
-        write(
+        write_text(
             setup / f"street_fold{n}_test.txt",
             "".join(f"audio/street/{s}.wav\tstreet\n" for s in test),
         )
@@ -114,10 +97,10 @@ def test_dcase_events_without_fold_files(tut_events):
 
 
 def test_dcase_events_bad_annotation_names_file_and_line(tut_events):
-    write(tut_events / "meta/street/a002.ann", "1.0\t2.0\tcar\nsoon\tlater\tcar\n")
+    write_text(tut_events / "meta/street/a002.ann", "1.0\t2.0\tcar\nsoon\tlater\tcar\n")
     with pytest.raises(ReaderError, match="meta/street/a002.ann line 2"):
         _ = DCASEEvents(tut_events).tasks
-    write(tut_events / "meta/street/a002.ann", "3.0\t2.0\tcar\n")
+    write_text(tut_events / "meta/street/a002.ann", "3.0\t2.0\tcar\n")
     with pytest.raises(ReaderError, match="a002.ann line 1: offset 2.0 is before onset 3.0"):
         _ = DCASEEvents(tut_events).tasks
     (tut_events / "meta/street/a002.ann").unlink()

@@ -6,28 +6,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import write_tone
+from layout_files import LOGMEL, by_id, tone, write_text
 
 import mtjax as mt
-from mtjax.features import LogMel
 from mtjax.readers.base import ReaderError
 from mtjax.readers.dcase import DCASEScenes
-
-LOGMEL = LogMel(sample_rate=16000, n_fft=256, hop_length=160, n_mels=8)
-
-
-def tone(path: Path, i: int = 0) -> None:
-    write_tone(path, 300.0 + 40.0 * i, seconds=0.05, seed=i)
-
-
-def write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-
-
-def by_id(reader) -> dict:
-    return {item.id: item for item in reader.items()}
-
 
 # DCASE acoustic scenes --------------------------------------------------------------------------
 
@@ -51,23 +34,23 @@ def tut_scenes(tmp_path) -> Path:
     root = tmp_path / "TUT-acoustic-scenes-2017-development"
     for i, stem in enumerate(TUT_SCENES):
         tone(root / "audio" / f"{stem}.wav", i)
-    write(
+    write_text(
         root / "meta.txt",
         "".join(f"audio/{s}.wav\t{scene}\t{rec}\n" for s, (scene, rec) in TUT_SCENES.items()),
     )
     setup = root / "evaluation_setup"
     for n, test in TUT_FOLD_TEST.items():
         train = [s for s in TUT_SCENES if s not in test]
-        write(
+        write_text(
             setup / f"fold{n}_train.txt",
             "".join(f"audio/{s}.wav\t{TUT_SCENES[s][0]}\n" for s in train),
         )
-        write(
+        write_text(
             setup / f"fold{n}_evaluate.txt",
             "".join(f"audio/{s}.wav\t{TUT_SCENES[s][0]}\n" for s in test),
         )
-        write(setup / f"fold{n}_test.txt", "".join(f"audio/{s}.wav\n" for s in test))
-    write(root / "error.txt", "audio/a001_0_10.wav\t1.0\t2.0\terror\n")
+        write_text(setup / f"fold{n}_test.txt", "".join(f"audio/{s}.wav\n" for s in test))
+    write_text(root / "error.txt", "audio/a001_0_10.wav\t1.0\t2.0\terror\n")
     return root
 
 
@@ -110,7 +93,7 @@ def test_dcase_scenes_tut_without_identifier_and_fold_files(tmp_path):
     tone(root / "audio/b123_40_50.wav")
     tone(root / "audio/b123_50_60.wav", 1)
     tone(root / "audio/x9.wav", 2)
-    write(
+    write_text(
         root / "meta.txt",
         "audio/b123_40_50.wav\thome\naudio/b123_50_60.wav\thome\naudio/x9.wav\toffice\n",
     )
@@ -135,15 +118,17 @@ def tau_scenes(tmp_path) -> Path:
     for i, (stem, scene, ident) in enumerate(rows):
         tone(root / "audio" / f"{stem}.wav", i)
         meta += f"audio/{stem}.wav\t{scene}\t{ident}\ta\n"
-    write(root / "meta.csv", meta)
+    write_text(root / "meta.csv", meta)
     setup = root / "evaluation_setup"
     train, test = rows[:3], rows[3:5]
-    write(
+    write_text(
         setup / "fold1_train.csv",
         "filename\tscene_label\n" + "".join(f"audio/{s}.wav\t{c}\n" for s, c, _ in train),
     )
-    write(setup / "fold1_test.csv", "filename\n" + "".join(f"audio/{s}.wav\n" for s, _, _ in test))
-    write(
+    write_text(
+        setup / "fold1_test.csv", "filename\n" + "".join(f"audio/{s}.wav\n" for s, _, _ in test)
+    )
+    write_text(
         setup / "fold1_evaluate.csv",
         "filename\tscene_label\n" + "".join(f"audio/{s}.wav\t{c}\n" for s, c, _ in test),
     )
@@ -173,7 +158,7 @@ def test_dcase_scenes_tau_group_from_name_without_identifier(tmp_path):
     root = tmp_path / "tau"
     tone(root / "audio/street_traffic-paris-12-345-b.wav")
     tone(root / "audio/tram-prague-1-2-s1.wav", 1)
-    write(
+    write_text(
         root / "meta.csv",
         "filename\tscene_label\naudio/street_traffic-paris-12-345-b.wav\t"
         "street_traffic\naudio/tram-prague-1-2-s1.wav\ttram\n",
@@ -203,6 +188,6 @@ def test_dcase_scenes_clip_in_two_test_lists(tut_scenes):
 
 
 def test_dcase_scenes_meta_csv_header_without_scene_label(tau_scenes):
-    write(tau_scenes / "meta.csv", "filename\tlabel\naudio/park-vienna-205-6150-a.wav\tpark\n")
+    write_text(tau_scenes / "meta.csv", "filename\tlabel\naudio/park-vienna-205-6150-a.wav\tpark\n")
     with pytest.raises(ReaderError, match="meta.csv line 1: no column 'scene_label'"):
         _ = DCASEScenes(tau_scenes).tasks

@@ -6,13 +6,11 @@ from pathlib import Path
 
 import pytest
 from conftest import write_tone
+from layout_files import SHORT
 
 from mtjax.readers.base import Reader, ReaderError
 from mtjax.readers.esc50 import ESC50
 from mtjax.tasks import Task
-
-SHORT = 0.05  # seconds per clip
-
 
 # --- ESC-50 ----------------------------------------------------------------------------------
 

@@ -4,20 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
-import soundfile as sf
+from layout_files import wav
 
 from mtjax.readers import FolderReader, Item, Reader, ReaderError
 from mtjax.tasks import Task
-
-
-def wav(path: Path, frequency: float = 440.0, seconds: float = 0.05) -> Path:
-    """A short 16-bit tone at 16 kHz."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    t = np.arange(int(seconds * 16000)) / 16000
-    sf.write(path, 0.3 * np.sin(2 * np.pi * frequency * t), 16000, subtype="PCM_16")
-    return path
 
 
 @pytest.fixture

@@ -6,23 +6,13 @@ from pathlib import Path
 
 import pytest
 from conftest import write_tone
+from layout_files import tones, write_lines
 
 import mtjax
 from mtjax.data import Split
 from mtjax.readers.base import Reader, ReaderError
 from mtjax.readers.fsd import FSD50K
 from mtjax.tasks import Task
-
-
-def write(path: Path, lines: list[str], newline: str = "\n") -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes((newline.join(lines) + newline).encode())
-
-
-def tones(folder: Path, names: list[str], seconds: float = 0.2) -> None:
-    for i, name in enumerate(names):
-        write_tone(folder / name, 300.0 + 100 * i, seconds=seconds, seed=i)
-
 
 # --- FSD50K ----------------------------------------------------------------------------------
 
@@ -51,9 +41,9 @@ EVAL = [
 @pytest.fixture
 def fsd50k(tmp_path) -> Path:
     root = tmp_path / "FSD50K"
-    write(root / "FSD50K.ground_truth/vocabulary.csv", VOCABULARY)
-    write(root / "FSD50K.ground_truth/dev.csv", DEV)
-    write(root / "FSD50K.ground_truth/eval.csv", EVAL)
+    write_lines(root / "FSD50K.ground_truth/vocabulary.csv", VOCABULARY)
+    write_lines(root / "FSD50K.ground_truth/dev.csv", DEV)
+    write_lines(root / "FSD50K.ground_truth/eval.csv", EVAL)
     tones(root / "FSD50K.dev_audio", [f"{r.split(',')[0]}.wav" for r in DEV[1:]], seconds=0.3)
     tones(root / "FSD50K.eval_audio", [f"{r.split(',')[0]}.wav" for r in EVAL[1:]], seconds=0.3)
     return root
@@ -83,11 +73,11 @@ def test_fsd50k_multilabel_with_official_validation(fsd50k):
 
 
 def test_fsd50k_bad_input(fsd50k):
-    write(fsd50k / "FSD50K.ground_truth/eval.csv", [*EVAL, '9,"Bark,Cat",/m/05tny_'])
+    write_lines(fsd50k / "FSD50K.ground_truth/eval.csv", [*EVAL, '9,"Bark,Cat",/m/05tny_'])
     write_tone(fsd50k / "FSD50K.eval_audio/9.wav", 500.0)
     with pytest.raises(ReaderError, match=r"eval.csv line 4: label 'Cat' is not in .*vocabulary"):
         list(FSD50K(fsd50k).items())
-    write(fsd50k / "FSD50K.ground_truth/dev.csv", [*DEV[:2], "5,Bark,/m/05tny_,holdout"])
+    write_lines(fsd50k / "FSD50K.ground_truth/dev.csv", [*DEV[:2], "5,Bark,/m/05tny_,holdout"])
     with pytest.raises(ReaderError, match=r"dev.csv line 3: split 'holdout'"):
         list(FSD50K(fsd50k).items())
     (fsd50k / "FSD50K.ground_truth/vocabulary.csv").unlink()

@@ -5,22 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import write_tone
+from layout_files import tones, write_lines
 
 from mtjax.readers.base import Reader, ReaderError
 from mtjax.readers.fsd import FSDKaggle2018
 from mtjax.tasks import Task
-
-
-def write(path: Path, lines: list[str], newline: str = "\n") -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes((newline.join(lines) + newline).encode())
-
-
-def tones(folder: Path, names: list[str], seconds: float = 0.2) -> None:
-    for i, name in enumerate(names):
-        write_tone(folder / name, 300.0 + 100 * i, seconds=seconds, seed=i)
-
 
 # --- FSDKaggle2018 ---------------------------------------------------------------------------
 
@@ -44,9 +33,9 @@ TEST_2018 = [
 def kaggle2018(tmp_path) -> Path:
     """Zenodo layout, CRLF line ends; its test CSV names Bark, which no train row has."""
     root = tmp_path / "FSDKaggle2018"
-    write(root / "FSDKaggle2018.meta/train_post_competition.csv", TRAIN_2018, "\r\n")
+    write_lines(root / "FSDKaggle2018.meta/train_post_competition.csv", TRAIN_2018, "\r\n")
     test = [TEST_2018[0], TEST_2018[2], "0ab12345.wav,Bark,Public,1,Attribution", TEST_2018[3]]
-    write(root / "FSDKaggle2018.meta/test_post_competition_scoring_clips.csv", test, "\r\n")
+    write_lines(root / "FSDKaggle2018.meta/test_post_competition_scoring_clips.csv", test, "\r\n")
     tones(root / "FSDKaggle2018.audio_train", [r.split(",")[0] for r in TRAIN_2018[1:]])
     tones(root / "FSDKaggle2018.audio_test", [r.split(",")[0] for r in test[1:]])
     return root
@@ -54,12 +43,14 @@ def kaggle2018(tmp_path) -> Path:
 
 def test_fsdkaggle2018_zenodo_layout(tmp_path):
     root = tmp_path / "z"
-    write(
+    write_lines(
         root / "FSDKaggle2018.meta/train_post_competition.csv",
         [*TRAIN_2018, "0a0b0c0d.wav,Oboe,1,5,Attribution"],
         "\r\n",
     )
-    write(root / "FSDKaggle2018.meta/test_post_competition_scoring_clips.csv", TEST_2018, "\r\n")
+    write_lines(
+        root / "FSDKaggle2018.meta/test_post_competition_scoring_clips.csv", TEST_2018, "\r\n"
+    )
     tones(
         root / "FSDKaggle2018.audio_train",
         [r.split(",")[0] for r in TRAIN_2018[1:]] + ["0a0b0c0d.wav"],
@@ -99,11 +90,11 @@ def test_fsdkaggle2018_zenodo_layout(tmp_path):
 
 def test_fsdkaggle2018_kaggle_layout_skips_ignored(tmp_path):
     root = tmp_path / "k"
-    write(
+    write_lines(
         root / "train.csv",
         ["fname,label,manually_verified", "a1.wav,Bark,1", "a2.wav,Meow,0", "a3.wav,Bark,0"],
     )
-    write(
+    write_lines(
         root / "test_post_competition.csv",
         [
             "fname,label,usage,freesound_id,license",
@@ -138,8 +129,10 @@ def test_fsdkaggle2018_bad_input(kaggle2018, tmp_path):
     with pytest.raises(FileNotFoundError, match="train_post_competition.csv.*train.csv"):
         FSDKaggle2018(empty)
     bad = tmp_path / "bad"
-    write(bad / "train.csv", ["fname,label,manually_verified", "a1.wav,Bark,1", "a2.wav,Meow,yes"])
-    write(bad / "test_post_competition.csv", ["fname,label", "b1.wav,Meow"])
+    write_lines(
+        bad / "train.csv", ["fname,label,manually_verified", "a1.wav,Bark,1", "a2.wav,Meow,yes"]
+    )
+    write_lines(bad / "test_post_competition.csv", ["fname,label", "b1.wav,Meow"])
     tones(bad / "audio_train", ["a1.wav", "a2.wav"])
     with pytest.raises(ReaderError, match="train.csv line 3: manually_verified 'yes'"):
         list(FSDKaggle2018(bad, verified_only=True).items())

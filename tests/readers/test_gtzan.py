@@ -7,14 +7,12 @@ import logging
 import numpy as np
 import pytest
 from conftest import write_tone
+from layout_files import SHORT
 
 import mtjax
 from mtjax.readers.base import Reader, ReaderError
 from mtjax.readers.gtzan import GTZAN
 from mtjax.tasks import Task
-
-SHORT = 0.05  # seconds per clip
-
 
 # --- GTZAN -----------------------------------------------------------------------------------
 

@@ -5,27 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import write_tone
+from layout_files import tone, write_text
 
-from mtjax.features import LogMel
 from mtjax.readers.base import Reader, ReaderError
 from mtjax.readers.ravdess import RAVDESS
-
-LOGMEL = LogMel(sample_rate=16000, n_fft=256, hop_length=160, n_mels=8)
-
-
-def tone(path: Path, i: int = 0) -> None:
-    write_tone(path, 300.0 + 40.0 * i, seconds=0.05, seed=i)
-
-
-def write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-
-
-def by_id(reader) -> dict:
-    return {item.id: item for item in reader.items()}
-
 
 # RAVDESS ----------------------------------------------------------------------------------------
 
@@ -46,7 +29,7 @@ def ravdess(tmp_path) -> Path:
     ]
     for i, path in enumerate(names):
         tone(path, i)
-    write(speech / "Actor_01/01-01-01-01-01-01-01.mp4", "not audio")
+    write_text(speech / "Actor_01/01-01-01-01-01-01-01.mp4", "not audio")
     return root
 
 

@@ -12,9 +12,6 @@ from mtjax.readers.base import Reader, ReaderError
 from mtjax.readers.speech_commands import SpeechCommands
 from mtjax.tasks import Task
 
-SHORT = 0.05  # seconds per clip
-
-
 # --- Speech Commands -------------------------------------------------------------------------
 
 SC_CLIPS = [

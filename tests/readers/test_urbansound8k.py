@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import pytest
 from conftest import write_tone
+from layout_files import SHORT
 
 from mtjax.readers.base import Reader, ReaderError
 from mtjax.readers.urbansound8k import UrbanSound8K
 from mtjax.tasks import Task
-
-SHORT = 0.05  # seconds per clip
-
 
 # --- UrbanSound8K ----------------------------------------------------------------------------
 
