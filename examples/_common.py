@@ -99,15 +99,16 @@ def fit_fold(
 ) -> tuple[Any, dict]:
     """`mt.fit` on one prepared fold, then its test reports.
 
-    The fold's validation part drives early stopping only when it carries every task;
-    otherwise `fit` carves one out of train.
+    The fold's validation part (every dataset's own, or carved from its train part by
+    `mt.splits`) drives early stopping and the choice of epoch.
     """
-    validation = split.validation if mt.data.covers_every_task(split.validation) else None
+    if split.test is None:
+        raise ValueError("fit_fold: the fold has no test side to report")
     trained = mt.fit(
         model,
         split.train,
         split.test,
-        validation=validation,
+        validation=split.validation,
         epochs=args.epochs,
         seed=args.seed,
         run=run,

@@ -29,7 +29,12 @@ def test_speech_folder_to_standardised_folds(tmp_path):
     assert sorted(tested) == sorted(f"{ds.name}/{i}" for i in ds.ids)  # each clip once
     for fold in folds:
         train_ids, test_ids = set(fold.train.ids), set(fold.test.ids)
-        assert not train_ids & test_ids and len(train_ids) + len(test_ids) == n
+        # validation is carved from the fold's 96 train clips (16 of each word): a tenth of
+        # each word, 1.6, rounds to 2 by stratification, so 12 clips
+        val_ids = set(fold.validation.ids)
+        assert not train_ids & test_ids and not val_ids & (train_ids | test_ids)
+        assert (len(train_ids), len(val_ids), len(test_ids)) == (84, 12, 24) and n == 120
+        np.testing.assert_array_equal(fold.validation.y.sum(0), [2] * 6)
         # framed to the median length of this fold's train clips
         raw_train = mt.data.subset(
             ds, [list(ds.ids).index(i.split("/", 1)[1]) for i in fold.train.ids]

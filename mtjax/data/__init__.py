@@ -18,7 +18,7 @@ from mtjax.data.ops import (
 )
 from mtjax.data.prepare import splits
 from mtjax.data.scaling import Scaler, fit_scaler, scale
-from mtjax.data.splitters import kfold, predefined_folds
+from mtjax.data.splitters import holdout, keep_predefined_folds, kfold, predefined_folds
 from mtjax.data.values import (
     Data,
     MultiTaskData,
@@ -26,7 +26,6 @@ from mtjax.data.values import (
     TaskDataset,
     as_multi,
     concat,
-    covers_every_task,
 )
 
 __all__ = [
@@ -37,7 +36,6 @@ __all__ = [
     "Split",
     "TaskDataset",
     "as_multi",
-    "covers_every_task",
     "assert_finite",
     "check_frame_length",
     "concat",
@@ -45,6 +43,8 @@ __all__ = [
     "fit_scaler",
     "frame",
     "frame_length",
+    "holdout",
+    "keep_predefined_folds",
     "kfold",
     "limit_labels",
     "predefined_folds",

@@ -49,7 +49,12 @@ def datasets_table(datasets: Sequence[TaskDataset | Split]) -> str:
 
 
 def splits_table(splits: Sequence[Split]) -> str:
-    """One row per fold: clips of each dataset in train / validation / test, and x's shape."""
+    """One row per fold and dataset: its rows on each side, and x's shape.
+
+    The counts are the rows `fit` uses: train rows (less any validation carved from them),
+    validation rows (the dataset's own, or those `splits` carved), test rows; "-" where the
+    fold has no such side. Nothing else is dropped on the way to `fit`.
+    """
     rows = []
     for fold, split in enumerate(splits):
         train = values.as_multi(split.train, "splits_table: a split's train side")

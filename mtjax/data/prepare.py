@@ -120,14 +120,20 @@ def splits(
     folds: int = 5,
     prepare: Sequence[Step] = (),
     seed: int = 0,
+    validation: float | None = 0.1,
 ) -> Iterator[Split]:
-    """One combined, prepared `Split` of MultiTaskData per fold.
+    """One combined, prepared `Split` of MultiTaskData per fold, with validation for every task.
 
     Each element of `datasets` is either
       - a dataset: split k-fold. Its own predefined folds when any `folds` value is >= 0
         (then it must have exactly `folds` of them), else `splitters.kfold(ds, folds,
         seed=seed)`, stratified on its first task;
       - a `Split`: a predefined split, the same in every fold.
+    Each dataset gets a validation part: a Split's own `validation` where it has one, else
+    `validation` of its train part (of the fold's train part for a k-fold dataset), carved by
+    `splitters.holdout`: grouped, and stratified on all the dataset's tasks jointly, so every
+    task (and every label held by two or more groups) has validation rows. Those rows are
+    then not trained on; the test side is never touched.
     For fold i, the train parts of all datasets are `concat`enated, and so are the test
     parts and the validation parts, then `prepare` steps run in order on the result.
     Every side lists every dataset (a dataset without a test or validation part adds
@@ -138,12 +144,20 @@ def splits(
       datasets: the datasets, in the order their tasks and rows are combined.
       folds: k, for the datasets that are split.
       prepare: steps `Split -> Split`, e.g. `[frame("median"), standardize()]`.
-      seed: k-fold seed.
+      seed: k-fold and validation-carve seed.
+      validation: the share of each dataset's train rows (in whole groups) carved out as its
+        validation part where it has none of its own, in (0, 1); None or 0 carves none, and
+        then only predefined validation parts make up the validation side.
 
     Returns:
       a lazy iterator of `folds` Splits, or of one when every element is a Split. Fold
-      assignments are checked (and computed) when `splits` is called, the data are
-      combined and prepared one fold at a time.
+      assignments and validation carves are checked (and computed) when `splits` is
+      called, the data are combined and prepared one fold at a time.
+
+    Raises:
+      ValueError naming the dataset when its validation part cannot be carved (fewer than
+      two groups, or a task labelled in fewer than two groups, among its train rows): give
+      it its own validation part, or carve none (`validation=None`).
     """
     if isinstance(datasets, (TaskDataset, MultiTaskData, Split)):
         datasets = [datasets]
@@ -154,18 +168,59 @@ def splits(
     for s in steps:
         if not callable(s):
             raise TypeError(f"a prepare step is a function Split -> Split, got {s!r}")
+    fraction = _validation_fraction(validation)
     plans: list[Split | tuple[TaskDataset | MultiTaskData, list]] = []
     for ds in datasets:
         if isinstance(ds, Split):
-            plans.append(ds)
+            plans.append(_carved_split(ds, fraction, seed))
         elif isinstance(ds, (TaskDataset, MultiTaskData)):
-            plans.append((ds, _fold_pairs(ds, folds, seed)))
+            pairs = _fold_pairs(ds, folds, seed)
+            plans.append((ds, [_carved_fold(ds, pair, fraction, seed) for pair in pairs]))
         else:
             raise TypeError(
                 f"splits takes TaskDataset, MultiTaskData or Split values, got {type(ds).__name__}"
             )
     n_splits = folds if any(isinstance(p, tuple) for p in plans) else 1
     return _generate(plans, n_splits, steps)
+
+
+def _validation_fraction(validation: float | None) -> float | None:
+    if validation is None or (not isinstance(validation, bool) and validation == 0):
+        return None
+    if isinstance(validation, bool) or not 0 < validation < 1:
+        raise ValueError(f"splits: validation must be in (0, 1), 0 or None, got {validation!r}")
+    return float(validation)
+
+
+def _carve_error(err: ValueError, fraction: float) -> ValueError:
+    return ValueError(f"splits(..., validation={fraction}): {err}, or carve none (validation=None)")
+
+
+def _carved_split(split: Split, fraction: float | None, seed: int) -> Split:
+    """`split`, its validation part carved from its train part where it has none."""
+    if split.validation is not None or fraction is None:
+        return split
+    try:
+        train, validation = splitters.holdout(split.train, fraction, seed=seed)
+    except ValueError as err:
+        raise _carve_error(err, fraction) from None
+    return split.replace(
+        train=ops.subset(split.train, train), validation=ops.subset(split.train, validation)
+    )
+
+
+def _carved_fold(
+    ds: TaskDataset | MultiTaskData, pair: tuple, fraction: float | None, seed: int
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+    """(train, validation or None, test) rows of one fold, validation carved from train."""
+    train, test = pair
+    if fraction is None:
+        return train, None, test
+    try:
+        kept, validation = splitters.holdout(ds, fraction, seed=seed, rows=train)
+    except ValueError as err:
+        raise _carve_error(err, fraction) from None
+    return kept, validation, test
 
 
 def _fold_pairs(ds: TaskDataset | MultiTaskData, folds: int, seed: int) -> list:
@@ -182,12 +237,7 @@ def _fold_pairs(ds: TaskDataset | MultiTaskData, folds: int, seed: int) -> list:
 
 def _generate(plans: list, n_splits: int, steps: tuple[Step, ...]) -> Iterator[Split]:
     for i in range(n_splits):
-        parts = [
-            p
-            if isinstance(p, Split)
-            else Split(train=ops.subset(p[0], p[1][i][0]), test=ops.subset(p[0], p[1][i][1]))
-            for p in plans
-        ]
+        parts = [p if isinstance(p, Split) else _fold_part(p[0], p[1], i) for p in plans]
         split = Split(
             train=values.concat([p.train for p in parts]),
             test=_side(parts, "test"),
@@ -196,6 +246,15 @@ def _generate(plans: list, n_splits: int, steps: tuple[Step, ...]) -> Iterator[S
         for step in steps:
             split = step(split)
         yield split
+
+
+def _fold_part(ds: TaskDataset | MultiTaskData, rows: list, i: int) -> Split:
+    train, validation, test = rows[i]
+    return Split(
+        train=ops.subset(ds, train),
+        test=ops.subset(ds, test),
+        validation=None if validation is None else ops.subset(ds, validation),
+    )
 
 
 def _side(parts: list[Split], side: str) -> MultiTaskData | None:

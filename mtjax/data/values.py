@@ -355,12 +355,3 @@ def describe(ds: Data) -> str:
     if len(ds.datasets) == 1:
         return f"dataset {ds.datasets[0]!r}"
     return f"datasets {'+'.join(ds.datasets)!r}" if ds.datasets else "multi-task data"
-
-
-def covers_every_task(ds: Data | None) -> bool:
-    """Whether `ds` has at least one row of every one of its tasks (False for None).
-
-    A predefined validation side drives early stopping and the choice of epoch only when
-    this holds; `fit` carves one from train otherwise.
-    """
-    return ds is not None and bool(np.all(np.asarray(ds.has_task).any(0)))

@@ -6,7 +6,7 @@ import time
 from pathlib import Path
 
 from mtjax.audio import cache, features
-from mtjax.data import describe, values
+from mtjax.data import describe
 from mtjax.data import prepare as steps
 from mtjax.demo import layouts
 from mtjax.runs import folder
@@ -43,7 +43,7 @@ def run_demo(
         models.HardSharingCNN(split.train.tasks),
         split.train,
         split.test,
-        validation=split.validation if values.covers_every_task(split.validation) else None,
+        validation=split.validation,
         epochs=epochs,
         batch_size=32,
         early_stop=stopping.patience("validation/loss", 6),

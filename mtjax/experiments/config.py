@@ -1,9 +1,11 @@
 """Experiments as TOML files: the frozen `Experiment` value, parsed and checked.
 
-    name = "speech+sounds"      # runs go to output/name/[sweep parts/]fold{i}
+    name = "speech+sounds"      # runs go to output/name/[sweep parts/][seed{s}/]fold{i}
     output = "runs"             # relative paths resolve against the TOML file's folder
     cache = "cache"             # feature cache (default output/cache; false: a temporary one)
-    seed = 0                    # folds, initialisation, batches
+    seed = 0                    # folds, initialisation, batches, the validation carve
+    seeds = [0, 1]              # optional: one run of every point and fold per seed (the
+                                # runs of `seed` keep the plain path, others add seed{s})
     folds = 5                   # k of the k-fold split (datasets with predefined folds keep them)
     run_folds = 2               # optional: train only the first 2 folds (default all)
     jobs = 2                    # optional: extraction processes (default all cores)
@@ -64,6 +66,7 @@ TOP_KEYS = (
     "output",
     "cache",
     "seed",
+    "seeds",
     "folds",
     "run_folds",
     "jobs",
@@ -80,6 +83,7 @@ TOP_KEYS = (
     "sweep",
 )
 DEMO_DATASETS = ("commands", "sounds", "tagged")
+DEMO_TASKS = {"commands": ("word",), "sounds": ("category",), "tagged": ("tags", "loud")}
 SWEEPABLE = ("seed", "folds", "in_memory", "max_frames", "features", "prepare", "model", "train")
 DEFAULT_FEATURES = {
     "name": "LogMel",
@@ -89,7 +93,18 @@ DEFAULT_FEATURES = {
     "n_mels": 40,
 }
 # Parts of an experiment that change no number of a run (left out of the resume check).
-NOT_RESUMED = ("name", "output", "cache", "run_folds", "jobs", "in_memory", "sweep", "modules")
+# `seeds` is left out too: a run's own seed is `seed`.
+NOT_RESUMED = (
+    "name",
+    "output",
+    "cache",
+    "run_folds",
+    "jobs",
+    "in_memory",
+    "sweep",
+    "modules",
+    "seeds",
+)
 
 
 # The value
@@ -125,9 +140,11 @@ class Experiment:
     """One checked experiment; sections are read-only mappings in normalised form.
 
     Attributes:
-      name: the run group's name, a relative folder under `output` ("a/b" allowed).
+      name: the runs' folder under `output`, a relative one ("a/b" allowed).
       output: folder of the runs (absolute). cache: feature cache folder, or None.
       seed, folds, run_folds, jobs, in_memory, max_frames, on_error: as in the file.
+      seeds: the seeds to run, each a separate run of every point and fold (`seed` alone
+        when the file lists none); one seed once expanded, then equal to `seed`.
       datasets: one mapping per dataset: {"name", "reader", "predefined_folds", ...reader
         keywords, root absolute}; demo ones {"name", "reader": "demo", "scale", "seed"}.
       features: {"name": extraction, field: value, ...}.
@@ -140,6 +157,9 @@ class Experiment:
       modules: modules imported before the parts are looked up.
       source: where the experiment came from, for messages. base: the folder relative paths
         resolve against.
+      group: the group its runs are compared in (config.json "group"): `name` without the
+        seed part `sweeps.expand` adds; `name` itself unless given. Like `source` and
+        `base`, not part of `to_dict`.
     """
 
     name: str
@@ -159,15 +179,23 @@ class Experiment:
     train: Mapping[str, Any]
     sweep: Mapping[str, Any] = dataclasses.field(default_factory=lambda: types.MappingProxyType({}))
     modules: tuple[str, ...] = ()
+    seeds: tuple[int, ...] = ()
     source: str = "experiment"
     base: Path = Path(".")
+    group: str = ""
+
+    def __post_init__(self):
+        if not self.seeds:
+            object.__setattr__(self, "seeds", (self.seed,))
+        if not self.group:
+            object.__setattr__(self, "group", self.name)
 
     def to_dict(self) -> dict:
         """The experiment as JSON values (paths absolute); `parse` reads it back."""
         return {
             f.name: thaw(getattr(self, f.name))
             for f in dataclasses.fields(self)
-            if f.name not in ("source", "base")
+            if f.name not in ("source", "base", "group")
         }
 
     @property
@@ -221,11 +249,14 @@ def parse(
     output = c.path(raw.get("output", "runs"), "output")
     cache = raw.get("cache", str(output / "cache"))
     run_folds, jobs, max_frames = raw.get("run_folds"), raw.get("jobs"), raw.get("max_frames")
+    seed = c.integer(raw.get("seed", 0), "seed", 0)
+    sweep = _sweep(c, c.table(raw.get("sweep", {}), "sweep"))
     return Experiment(
         name=name,
         output=output,
         cache=None if cache in (False, None) else c.path(cache, "cache"),
-        seed=c.integer(raw.get("seed", 0), "seed", 0),
+        seed=seed,
+        seeds=_seeds(c, raw.get("seeds"), seed, sweep),
         folds=c.integer(raw.get("folds", 5), "folds", 2),
         run_folds=None if run_folds is None else c.integer(run_folds, "run_folds", 1),
         jobs=None if jobs is None else c.integer(jobs, "jobs", 1),
@@ -237,11 +268,25 @@ def parse(
         prepare=freeze(parts.prepare(c, c.table(raw.get("prepare", {}), "prepare"))),
         model=freeze(parts.model(c, raw.get("model", {"name": "cnn"}))),
         train=freeze(parts.train(c, c.table(raw.get("train", {}), "train"))),
-        sweep=freeze(_sweep(c, c.table(raw.get("sweep", {}), "sweep"))),
+        sweep=freeze(sweep),
         modules=modules,
         source=source,
         base=c.base,
     )
+
+
+def _seeds(c: checks.Checker, value: Any, seed: int, sweep: Mapping) -> tuple[int, ...]:
+    """`seeds` checked: distinct integers >= 0; `(seed,)` when not given."""
+    if value is None:
+        return (seed,)
+    if not isinstance(value, (list, tuple)) or not value:
+        raise c.fail("seeds", f"expected a non-empty array of integers >= 0, got {value!r}")
+    seeds = tuple(c.integer(s, f"seeds[{i}]", 0) for i, s in enumerate(value))
+    if len(set(seeds)) < len(seeds):
+        raise c.fail("seeds", f"{list(seeds)} lists a seed twice")
+    if "seed" in sweep and seeds != (seed,):
+        raise c.fail("seeds", "sweep.seed varies the seed too: give the seeds in one of them")
+    return seeds
 
 
 def _modules(c: checks.Checker, value: Any) -> tuple[str, ...]:

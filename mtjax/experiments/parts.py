@@ -1,7 +1,8 @@
 """The parts of an experiment: its sections checked by building, and built again to train.
 
 `features`, `model`, `prepare` and `train` check one section of a raw file and return it in
-normalised form; the `build_*` functions turn a normalised section into the part itself.
+normalised form; the `build_*` functions turn a normalised section into the part itself, and
+`resolved_train` writes `[train]` out with every part's defaults, for a run's config.json.
 Every named part comes from the registry (`mtjax.experiments.registry`); the optimizer is
 optax's, by its function name.
 """
@@ -9,6 +10,7 @@ optax's, by its function name.
 from __future__ import annotations
 
 import functools
+import inspect
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -311,3 +313,61 @@ def build_prepare(config: Mapping) -> list[Callable]:
     if config["standardize"] is not None:
         steps.append(prepare_steps.standardize(**config["standardize"]))
     return steps
+
+
+# Recording the resolved choices
+
+
+def _json_value(value: Any) -> Any:
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, Mapping):
+        return {str(k): _json_value(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_value(v) for v in value]
+    return repr(value)
+
+
+def with_defaults(table: Mapping, factory: Callable) -> dict:
+    """A part's table with each keyword option of `factory` it leaves out at its default.
+
+    JSON values: a default that is not one (an object, a function) is given as its repr.
+    """
+    out = {k: _json_value(v) for k, v in table.items()}
+    try:
+        params = inspect.signature(factory).parameters.values()
+    except (TypeError, ValueError):
+        return out
+    for p in params:
+        keyword = p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+        if keyword and p.default is not p.empty and p.name not in out:
+            out[p.name] = _json_value(p.default)
+    return out
+
+
+def resolved_train(train: Mapping) -> dict:
+    """A normalised `[train]` with every part at its resolved options, defaults included.
+
+    The combiner and the schedule get their factories' defaults; the stopping rule too,
+    "default" being `fit`'s own rule, `patience` at its defaults (validation/loss, 10);
+    None (train every epoch) stays None, and so does a None optimizer (`fit`'s default,
+    which `fit` describes itself); an optax optimizer and its learning-rate schedule get
+    optax's defaults.
+    """
+    out = _json_value(train)
+    for key, kind in (("combine", "combiner"), ("batches", "schedule")):
+        out[key] = with_defaults(train[key], registry.lookup(kind, train[key]["name"]))
+    rule = train["early_stop"]
+    if rule is not None:
+        table = {"name": "patience"} if rule == "default" else dict(rule)
+        table.setdefault("name", "patience")
+        out["early_stop"] = with_defaults(table, registry.lookup("stopping", table["name"]))
+    if train["optimizer"] is not None:
+        import optax
+
+        optimizer = with_defaults(train["optimizer"], getattr(optax, train["optimizer"]["name"]))
+        lr = optimizer.get("learning_rate")
+        if isinstance(lr, dict):
+            optimizer["learning_rate"] = with_defaults(lr, getattr(optax, lr["schedule"]))
+        out["optimizer"] = optimizer
+    return out

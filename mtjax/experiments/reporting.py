@@ -1,4 +1,8 @@
-"""Reporting runs: the summary table of an experiment, finding run folders, `mtjax report`."""
+"""Reporting runs: the summary table of an experiment, finding run folders, `mtjax report`.
+
+Every number is a run's value at its chosen epoch (`runs.compare`); multi-task groups are set
+against the single-task groups of the same experiment choices (`sweeps.reference_key`).
+"""
 
 from __future__ import annotations
 
@@ -6,61 +10,63 @@ import os
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
-from mtjax import runs, tables
+from mtjax import runs
+from mtjax.experiments import sweeps
+from mtjax.runs import comparison as comparisons
 
 
-def summary(comparison: runs.Comparison, *, settings: Mapping[str, str] | None = None) -> str:
+def summary(comparison: runs.Comparison, *, settings: Mapping[str, Any] | None = None) -> str:
     """The summary table of an experiment's runs.
 
-    Per group and task: the test headline metric (accuracy or micro F1), mean ± std over
-    folds, at the best epoch and the last; then multi-task vs single-task, if any.
+    Per group and task: the test headline metric at each run's chosen epoch (named, with
+    what chose it), mean ± sample std over folds × seeds; then multi-task vs single-task on
+    it, if any: both, Δ, the paired test with its n and p-value, and ΔM %.
 
     Args:
-      comparison: `runs.compare` of the runs.
+      comparison: `runs.compare` of the runs (`compare_runs` pairs groups by their
+        settings already).
       settings: group -> its choices besides the datasets; when given, a multi-task group is
         set against the single-task groups with the same choices only.
     """
-    rows = [
-        [
-            r["group"],
-            r["task"],
-            r["metric"],
-            r["n"],
-            runs.mean_std(r["best"], r["best_std"], r["n"]),
-            runs.mean_std(r["last"], r["last_std"], r["n"]),
-        ]
-        for r in comparison.rows
-        if r["headline"]
-    ]
+    rows = [r for r in comparison.rows if r["headline"]]
     lines = [
-        "test headline metric, mean ± std over folds (best epoch chosen on validation)",
-        tables.table(["group", "task", "metric", "folds", "best epoch", "last epoch"], rows),
+        "test headline metric at each run's chosen epoch, mean ± sample std over folds × seeds",
+        comparisons.rows_table(rows),
     ]
     versus = [
-        [
-            v["task"],
-            v["metric"],
-            v["multi"],
-            v["single"],
-            runs.mean_std(v["multi_best"], v["multi_best_std"], v["multi_n"]),
-            runs.mean_std(v["single_best"], v["single_best_std"], v["single_n"]),
-            f"{v['best_difference']:+.4f}",
-        ]
+        v
         for v in comparison.versus
         if v["headline"]
         and (settings is None or settings.get(v["multi"]) == settings.get(v["single"]))
     ]
     if versus:
-        lines += [
-            "",
-            "multi-task vs single-task (best epoch; difference = multi - single)",
-            tables.table(
-                ["task", "metric", "multi-task", "single-task", "multi", "single", "difference"],
-                versus,
-            ),
-        ]
+        entries = [e for e in comparisons.delta_m(versus) if e["metric"] == "headline"]
+        lines += ["", comparisons.versus_text(versus, "test", entries)]
     return "\n".join(lines)
+
+
+def settings_of(found: Sequence[runs.Run]) -> dict[str, str]:
+    """Group -> `sweeps.reference_key` of its experiment, for the runs an experiment wrote.
+
+    A run whose config.json has no "experiment" (a run of `fit` alone) is left out, and is
+    set against the other runs left out.
+    """
+    out = {}
+    for run in found:
+        config = runs.read_config(run)
+        if config.get("group") and isinstance(config.get("experiment"), Mapping):
+            out[str(config["group"])] = sweeps.reference_key(config["experiment"])
+    return out
+
+
+def compare_runs(found: Sequence[runs.Run], *, split: str = "test") -> runs.Comparison:
+    """`runs.compare` of the runs, multi-task groups set against single-task ones alike.
+
+    Alike: of the same experiment choices besides the datasets (`settings_of`).
+    """
+    return runs.compare(found, split=split, settings=settings_of(found))
 
 
 def find_runs(paths: Sequence[str | os.PathLike]) -> list[runs.Run]:
@@ -113,7 +119,7 @@ def report(
             print(f"skipped {run.path}: no history.json yet", file=sys.stderr)
     if not complete:
         raise FileNotFoundError(f"no run folders with a history under {[str(p) for p in paths]}")
-    comparison = runs.compare(complete, split=split)
+    comparison = compare_runs(complete, split=split)
     print(comparison.text)
     first = Path(paths[0])
     where = Path(plot) if plot else (first.parent if (first / runs.CONFIG).is_file() else first)

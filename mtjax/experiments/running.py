@@ -1,6 +1,7 @@
 """Running experiments: datasets read, folds prepared, every point and fold trained.
 
-`run_experiment` trains every sweep point and fold into `Run(output, f"{name}/fold{i}")`,
+`run_experiment` trains every sweep point, seed and fold into
+`Run(output, f"{name}/[sweep parts/][seed{s}/]fold{i}")`,
 reading each (dataset, extraction) once per process and preparing each fold once for all the
 points that share its data; `run_file` does it for a file (`mtjax run`). `evaluate_run`
 rebuilds a run's fold and evaluates its saved epochs on it (`mtjax evaluate`).
@@ -106,9 +107,19 @@ def _with_folds(experiment: config.Experiment, spec: Mapping, value):
 
 
 def fold_splits(experiment: config.Experiment, datasets: Sequence) -> Iterator[tuple[int, Any]]:
-    """(fold, prepared Split) for the folds to run (`run_folds` of them, else all)."""
+    """(fold, prepared Split) for the folds to run (`run_folds` of them, else all).
+
+    Every dataset's validation part is its own, else `train.validation_fraction` of its
+    train part, carved per dataset (`mtjax.data.splits`).
+    """
     steps = parts.build_prepare(experiment.prepare)
-    splits = prepare.splits(datasets, folds=experiment.folds, prepare=steps, seed=experiment.seed)
+    splits = prepare.splits(
+        datasets,
+        folds=experiment.folds,
+        prepare=steps,
+        seed=experiment.seed,
+        validation=experiment.train["validation_fraction"],
+    )
     limit = experiment.run_folds or experiment.folds
     return ((i, split) for i, split in zip(range(limit), splits))
 
@@ -133,7 +144,8 @@ def train_fold(
 ) -> runs.Run:
     """Fits one fold into `Run(output, f"{name}/fold{fold}")`, resuming what is there.
 
-    Adds "group", "fold" and "experiment" to the run's config.json.
+    Adds "group", "fold", "seed", "experiment" and the resolved training choices to the
+    run's config.json.
     """
     run = runs.Run(experiment.output, f"{experiment.name}/fold{fold}")
     _check_resumable(run, experiment)
@@ -145,7 +157,7 @@ def train_fold(
         parts.build_model(experiment.model, tasks, source=experiment.source),
         split.train,
         split.test,
-        validation=split.validation if values.covers_every_task(split.validation) else None,
+        validation=split.validation,
         epochs=train["epochs"],
         batch_size=train["batch_size"],
         optimizer=parts.build_optimizer(train["optimizer"]),
@@ -160,7 +172,13 @@ def train_fold(
         progress=progress,
     )
     record = runs.read_config(run)
-    record.update(group=experiment.name, fold=fold, experiment=experiment.to_dict())
+    record.update(
+        group=experiment.group,
+        fold=fold,
+        seed=experiment.seed,
+        experiment=experiment.to_dict(),
+        resolved=parts.resolved_train(experiment.train),
+    )
     runs.write_config(run, record)
     return run
 
@@ -210,20 +228,11 @@ def run_experiment(experiment: config.Experiment, *, progress: bool = True) -> l
                 )
                 done[point.name, fold] = train_fold(point, fold, split, progress=progress)
     ordered = [done[key] for point in points for key in sorted(done) if key[0] == point.name]
-    settings = {p.name: _settings(p, experiment) for p in points}
     print()
-    print(reporting.summary(runs.compare(ordered), settings=settings))
+    print(reporting.summary(reporting.compare_runs(ordered)))
     where = experiment.output / experiment.name
     print(f"\n{len(ordered)} runs under {where}\nTensorBoard: tensorboard --logdir {where}")
     return ordered
-
-
-def _settings(point: config.Experiment, experiment: config.Experiment) -> str:
-    """A sweep point's name without its datasets part: the choices besides the data."""
-    if experiment.sweep.get("datasets") is None:
-        return point.name
-    names = "+".join(d["name"] for d in point.datasets)
-    return point.name.replace(f"/{names}", "", 1)
 
 
 def run_file(
@@ -288,8 +297,9 @@ def evaluate_run(
     record = runs.read_config(folder)
     experiment = config.load(data)
     points = {p.name: p for p in sweeps.expand(experiment)}
-    if record.get("group") in points:
-        experiment = points[record["group"]]
+    point = (record.get("experiment") or {}).get("name", record.get("group"))
+    if point in points:
+        experiment = points[point]
     elif len(points) == 1:
         experiment = next(iter(points.values()))
     else:

@@ -3,7 +3,8 @@
 folder (`Run`, config, history, reports: JSON through the one atomic writer) -> plots
 (PNG figures) -> events (TensorBoard) -> checkpoints (Orbax, per epoch) -> recorder (what
 `fit(run=...)` writes and resumes through `Run.recorder`) -> reevaluate (`mt.evaluate(run,
-data)`) -> compare (best and last epochs, folds, multi- vs single-task).
+data)`) -> compare (each run at its chosen epoch; folds x seeds; multi- vs single-task with
+Δ, a paired test and ΔM %).
 
 Names are imported on first use: reading or comparing finished runs imports no JAX.
 """
@@ -16,6 +17,9 @@ from mtjax import _lazy
 
 _NAMES = {
     "Run": "mtjax.runs.folder",
+    "Chosen": "mtjax.runs.folder",
+    "chosen_epoch": "mtjax.runs.folder",
+    "write_chosen_epoch": "mtjax.runs.folder",
     "CONFIG": "mtjax.runs.folder",
     "HISTORY": "mtjax.runs.folder",
     "check_resumable": "mtjax.runs.folder",
@@ -37,10 +41,13 @@ _NAMES = {
     "evaluate_run": "mtjax.runs.reevaluate",
     "model_from_run_config": "mtjax.runs.reevaluate",
     "Comparison": "mtjax.runs.comparison",
-    "best_and_last": "mtjax.runs.comparison",
     "compare": "mtjax.runs.comparison",
     "compare_plot": "mtjax.runs.comparison",
+    "delta_m": "mtjax.runs.comparison",
+    "mean_and_std": "mtjax.runs.comparison",
     "mean_std": "mtjax.runs.comparison",
+    "paired_test": "mtjax.runs.comparison",
+    "value_at": "mtjax.runs.comparison",
 }
 
 __all__ = sorted(_NAMES)

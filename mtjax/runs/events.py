@@ -1,7 +1,8 @@
 """TensorBoard events of a run, one step per epoch.
 
-Per task and split the loss and scores, the combiner weights, the learning rate, gradient
-conflicts and confusion images; the scalar tags are the history's keys.
+Per task and split the loss and scores, the mean task loss and the combiner's objective as
+two tags, the combiner weights, the learning rate, gradient conflicts and confusion images;
+the scalar tags are the history's keys.
 """
 
 from __future__ import annotations
@@ -62,14 +63,17 @@ def scalars(
 ) -> dict[str, float]:
     """The TensorBoard scalars of one history record: tag -> value.
 
-    A record's keys are its tags (`mtjax.train.history.keys`): `train/loss` (the combined
-    loss), `train/{task}/loss`, `train/weights/{task}`, `{split}/loss` (mean over tasks),
-    `{split}/score` (mean headline score) and `{split}/{task}/loss`, `.../accuracy`
-    (binary, multiclass), `.../micro_f1` (multilabel), `.../macro_f1`; `learning_rate` is
-    logged as `train/learning_rate`, and each pair of tasks' gradient cosine as
-    `train/conflict/{a}/{b}`. What the record lacks is left out. Characters TensorBoard
-    does not allow in a tag (anything but letters, digits, "_", "-", "." and "/") become
-    "_", as TensorBoard itself would write them.
+    A record's keys are its tags (`mtjax.train.history.keys`): `train/loss` (mean over the
+    tasks of their loss, as `{split}/loss` is), `train/objective` (the combiner's objective,
+    the quantity the gradient descends), `train/{task}/loss`, `train/weights/{task}`,
+    `{split}/loss` (mean over tasks), `{split}/score` (mean headline score) and
+    `{split}/{task}/loss`, `.../accuracy` (binary, multiclass), `.../micro_f1`
+    (multilabel), `.../macro_f1`, the kind's standard metrics (`.../roc_auc`, `.../eer`;
+    `.../mAP`, `.../d_prime`, `.../lwlrap`) and, with windows, `.../clip/...` of the
+    clip-level report; `learning_rate` is logged as `train/learning_rate`, and each pair of
+    tasks' gradient cosine as `train/conflict/{a}/{b}`. What the record lacks is left out.
+    Characters TensorBoard does not allow in a tag (anything but letters, digits, "_", "-",
+    "." and "/") become "_", as TensorBoard itself would write them.
 
     Args:
       record: one history record.

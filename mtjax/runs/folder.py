@@ -2,7 +2,8 @@
 
 `Run(root, name)` owns `root/name/`:
 
-  config.json                         what rebuilds the run (`write_config`)
+  config.json                         what rebuilds the run (`write_config`), and the
+                                      epoch its stopping rule chose (`write_chosen_epoch`)
   history.json                        the trainer's records, one per epoch (`write_history`)
   events/                             TensorBoard event files (`open_events`, `log_epoch`)
   reports/epoch_003/test/{task}.json  an `evaluate` report per epoch, split and task
@@ -30,7 +31,7 @@ import os
 import re
 from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from mtjax import files
 from mtjax.tasks import Task
@@ -171,6 +172,60 @@ def read_history(run: Run) -> list[dict]:
     if not isinstance(found, list) or not all(isinstance(r, Mapping) for r in found):
         raise ValueError(f"{path} is not a run history: a JSON list of per-epoch records")
     return [records.flat(r) for r in found]
+
+
+class Chosen(NamedTuple):
+    """The epoch a run is reported at (`chosen_epoch`): one model per run.
+
+    Attributes:
+      epoch: the epoch (as in the history's "epoch"); None for an empty history.
+      by: what chose it: the stopping rule's metric ("validation/loss"), "stopping rule"
+        (a rule watching no metric), "last epoch", or "last epoch (none recorded)" for a
+        run folder whose config.json records no chosen epoch (written before mtjax did,
+        or by a run that has not finished).
+      recorded: whether config.json records it.
+    """
+
+    epoch: int | None
+    by: str
+    recorded: bool
+
+
+def write_chosen_epoch(run: Run, epoch: int, *, by: str) -> Path:
+    """Records in config.json the epoch the run's stopping rule chose (the restored one).
+
+    Adds "chosen_epoch" (int) and "chosen_by" (see `Chosen.by`) to the config.json there,
+    through the atomic writer; returns its path.
+    """
+    epoch = operator.index(epoch)
+    if epoch < 0:
+        raise ValueError(f"the chosen epoch must be >= 0, got {epoch}")
+    config = read_config(run)
+    config.update(chosen_epoch=epoch, chosen_by=str(by))
+    return write_config(run, config)
+
+
+def chosen_epoch(run: Run, config: Mapping[str, Any], history: Sequence[Mapping]) -> Chosen:
+    """The epoch the run is reported at: the one config.json records, else the last.
+
+    Args:
+      run: the run, for messages.
+      config: its config.json (`read_config`).
+      history: its history (`read_history`).
+
+    Raises:
+      ValueError: config.json records an epoch the history does not hold.
+    """
+    epochs = [int(r["epoch"]) for r in history if "epoch" in r]
+    recorded = config.get("chosen_epoch")
+    if recorded is None:
+        return Chosen(epochs[-1] if epochs else None, "last epoch (none recorded)", False)
+    if int(recorded) not in epochs:
+        raise ValueError(
+            f"{run.path / CONFIG} records chosen epoch {recorded}, but {run.path / HISTORY}"
+            f" holds epochs {epochs}"
+        )
+    return Chosen(int(recorded), str(config.get("chosen_by", "stopping rule")), True)
 
 
 def check_resumable(

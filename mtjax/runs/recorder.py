@@ -4,7 +4,8 @@ A `Recorder` holds the two open handles a run needs (the TensorBoard writer and 
 checkpoint manager); everything it writes goes through `mtjax.runs.folder` and
 `mtjax.runs.checkpoints`. Per epoch it writes the events, the JSON reports and the history
 first and the checkpoint last, so a run killed at any moment resumes from a checkpoint
-whose history is complete.
+whose history is complete. When the run ends, `close` records the epoch the stopping rule
+chose in config.json: every summary and comparison reports the run at that epoch.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ class Recorder:
     manager: Any
     writer: Any
     seed: int = 0
+    stopping_metric: str | None = None  # the history key the stopping rule watches
     last_reports: dict = dataclasses.field(default_factory=dict)
 
     @classmethod
@@ -41,13 +43,19 @@ class Recorder:
     ) -> Recorder:
         """Checks `config` against the run's, writes it, and opens events and checkpoints.
 
+        config.json gets, besides `config`, what the recorder is given: "max_to_keep" and
+        "stopping_metric" (`keep_best`, the metric the stopping rule watches, or None).
+
         Raises:
           ValueError naming the settings that differ when the run folder was written by
           a run with other settings (`folder.check_resumable`: its checkpoints would not
           continue this one).
         """
         folder.check_resumable(run, config["resume_key"])
-        folder.write_config(run, config)
+        folder.write_config(
+            run, {"max_to_keep": max_to_keep, "stopping_metric": keep_best, **config}
+        )
+        metric = keep_best
         if max_to_keep is None:
             keep_best = None  # every epoch is kept, the best among them
         manager = checkpoints.open_manager(
@@ -56,7 +64,8 @@ class Recorder:
             keep_best=keep_best,
             best_mode=stopping.metric_mode(keep_best) if keep_best else "min",
         )
-        return cls(run, tuple(tasks), manager, writer=None, seed=int(config.get("seed", 0)))
+        seed = int(config.get("seed", 0))
+        return cls(run, tuple(tasks), manager, writer=None, seed=seed, stopping_metric=metric)
 
     def restore(self, state) -> tuple[Any, list[dict]] | None:
         """(state, history) after the last complete epoch, or None for a new run.
@@ -110,8 +119,24 @@ class Recorder:
         checkpoints.save(self.manager, epoch, state, meta)
         self.last_reports = reports
 
-    def close(self, history: list[dict]) -> None:
-        """Writes the plots and closes the events and the checkpoints."""
+    def close(self, history: list[dict], *, chosen_epoch: int | None = None) -> None:
+        """Records the chosen epoch, writes the plots, closes the events and the checkpoints.
+
+        Args:
+          history: every record of the run.
+          chosen_epoch: the epoch the stopping rule chose (the one `fit` restored); None
+            means the last epoch. config.json gets it as "chosen_epoch", with "chosen_by":
+            the stopping metric, else "last epoch" (or "stopping rule" for a rule that
+            watches no metric and chose an earlier epoch).
+        """
+        if history:
+            last = int(history[-1]["epoch"])
+            epoch = last if chosen_epoch is None else int(chosen_epoch)
+            if chosen_epoch is not None and self.stopping_metric is not None:
+                by = self.stopping_metric
+            else:
+                by = "last epoch" if epoch == last else "stopping rule"
+            folder.write_chosen_epoch(self.run, epoch, by=by)
         plots.write_plots(self.run, history, self.tasks, self.last_reports)
         events.close_events(self.writer)
         checkpoints.close(self.manager)

@@ -52,6 +52,7 @@ def fit(
     loss: Mapping[str, Callable] | None = None,
     seed: int = 0,
     validation_fraction: float = 0.1,
+    allow_partial_validation: bool = False,
     progress: bool = True,
     mesh: jax.sharding.Mesh | None = None,
     run: Any = None,
@@ -64,9 +65,11 @@ def fit(
         picks `HardSharingCNN` (or `HardSharingDNN` for inputs of fewer than 8 frames).
       train: the training data (a TaskDataset or MultiTaskData).
       test: reported after every epoch, never used for any choice.
-      validation: drives early stopping and the choice of the best epoch; when None
-        and the stopping rule needs it, `validation_fraction` of train is carved out
-        with the same stratified, grouped splitter as the folds.
+      validation: drives early stopping and the choice of the best epoch. It must hold
+        rows of every task that train has (ValueError naming the missing ones; see
+        `allow_partial_validation`). When None and the stopping rule reads a
+        "validation/..." metric, `validation_fraction` of each dataset's train rows is
+        carved out (`carve_validation`: grouped, stratified on all its tasks jointly).
       epochs: the most epochs to train.
       batch_size: rows per step (B).
       optimizer: any Optax transformation; default `state.default_optimizer`: AdamW
@@ -83,7 +86,10 @@ def fit(
         overriding the default for that task's kind.
       seed: every random choice (initialisation, batches, dropout, combiners, the
         validation carve-out) follows from it; the same seed gives the same parameters.
-      validation_fraction: share of train carved out for validation when needed.
+      validation_fraction: share of each dataset's train rows carved out for validation
+        when needed.
+      allow_partial_validation: accept a `validation` set lacking some of train's tasks
+        (the epoch is then chosen without them); False refuses it.
       progress: show a progress bar with per-task losses.
       mesh: a device mesh with a "data" axis: batches are split along it, parameters
         and data replicated (data parallelism; batch_size must divide evenly). None
@@ -99,14 +105,18 @@ def fit(
       A `Trained` value. Its `history` has one flat record per epoch, keys
       "split/task/metric" (`mtjax.train.history`): "epoch", "seconds", "learning_rate"
       (for the default optimizer, or one made with `optax.inject_hyperparams`),
-      "train/loss", "train/{task}/loss", "train/weights/{task}", and for validation and
-      test "{split}/loss", "{split}/score", "{split}/{task}/loss", ".../accuracy" or
-      ".../micro_f1", ".../macro_f1".
+      "train/loss" (the mean of the tasks' losses), "train/objective" (the combiner's
+      total), "train/{task}/loss", "train/weights/{task}", and for validation and test
+      "{split}/loss", "{split}/score", "{split}/{task}/loss", ".../accuracy" or
+      ".../micro_f1", ".../macro_f1", the kind's standard metrics (".../roc_auc",
+      ".../eer", ".../mAP", ".../d_prime", ".../lwlrap") and, with windows, ".../clip/...".
 
     Raises:
-      ValueError for an empty train split, a model whose outputs do not match the
-      tasks, or a combiner that does not return a scalar; TrainingError (with the last
-      good state) when a task's loss stops being finite.
+      ValueError for an empty train split, a validation set lacking a task of train, a
+      dataset too small to carve validation rows from, a stopping rule watching a test
+      metric, a model whose outputs do not match the tasks, or a combiner that does not
+      return a scalar; TrainingError (with the last good state) when a task's loss stops
+      being finite.
     """
     # Set-up.
     train = values.as_multi(train, "train")
@@ -120,6 +130,8 @@ def fit(
     rule = _stopping_rule(early_stop)
     if validation is None and rule.metric is not None and rule.metric.startswith("validation"):
         train, validation = carve_validation(train, validation_fraction, seed=seed)
+    elif validation is not None and not allow_partial_validation:
+        check_validation_tasks(train, validation)
     root_key = jax.random.key(seed)
     init_key, schedule_key, run_key = jax.random.split(root_key, 3)
     schedule = schedules.as_schedule(batches)
@@ -131,6 +143,15 @@ def fit(
         model = default_model(train)
     loss_fns = losses.loss_functions(tasks, loss)
     combiner = losses.as_combiner(losses.sum() if combine is None else combine)
+    if combiner.uses_grads and len(tasks) > 1:
+        most = int(schedules.tasks_per_step(first, train).max())
+        if most <= 1:
+            log.warning(
+                "combine=%s works on per-task gradients, but the batch schedule gives at most"
+                " one task per step, so it does what sum does; use"
+                " batches=mt.batching.every_task()",
+                getattr(combine, "__name__", type(combine).__name__),
+            )
     lr_schedule = None
     if optimizer is None:
         lr_schedule = states.default_learning_rate(epochs, steps_per_epoch)
@@ -185,7 +206,7 @@ def fit(
         state, step_metrics = run_epoch(state, planned, epoch)
         means = records.train_means(jax.device_get(step_metrics), tasks)
         bad = [name for name, value in means.tasks.items() if not math.isfinite(value)]
-        if bad or not math.isfinite(means.loss):
+        if bad or not math.isfinite(means.objective):
             raise TrainingError(
                 f"epoch {epoch}: the loss of task(s) {bad or [t.name for t in tasks]} is not"
                 f" finite; the last good state (epoch {epoch - 1}) is in this error's .trained",
@@ -226,7 +247,7 @@ def fit(
         elif recorder is not None:  # trained before a resume: the best is on disk
             state = recorder.restore_epoch(state, decision.best_epoch)
     if recorder is not None:
-        recorder.close(history)
+        recorder.close(history, chosen_epoch=decision.best_epoch)
     return _trained(model, tasks, state, history, decision.best_epoch, loss_fns)
 
 
@@ -335,22 +356,47 @@ def default_model(data: MultiTaskData) -> nn.Module:
     return models.HardSharingCNN(data.tasks)
 
 
+def check_validation_tasks(train: MultiTaskData, validation: MultiTaskData) -> None:
+    """Refuses a validation set without rows of a task that has train rows.
+
+    Raises:
+      ValueError naming the missing tasks, with how many train rows each has.
+    """
+    train_rows = np.asarray(train.has_task, bool).sum(0)
+    names = [t.name for t in validation.tasks]
+    held = np.asarray(validation.has_task, bool).sum(0)
+    missing = {
+        t.name: int(n)
+        for t, n in zip(train.tasks, train_rows)
+        if n and (t.name not in names or not held[names.index(t.name)])
+    }
+    if missing:
+        shown = ", ".join(f"{name!r} ({n} train rows)" for name, n in missing.items())
+        raise ValueError(
+            f"fit: the validation set has no rows of task(s) {shown}; the epoch would be "
+            "chosen without them. Give every dataset a validation part (mt.splits carves "
+            "one per dataset), pass validation=None to carve one from train, or "
+            "allow_partial_validation=True"
+        )
+
+
 def carve_validation(
     data: MultiTaskData, fraction: float, *, seed: int = 0
 ) -> tuple[MultiTaskData, MultiTaskData]:
-    """(train, validation): one fold of a stratified, grouped split of `data`.
+    """(train, validation): `fraction` of each dataset's rows carved out for validation.
 
-    `fraction` sets the number of folds (round(1 / fraction)); the validation side is
-    the first fold, so no group spans both.
+    `splitters.holdout`: per dataset, grouped (no group on both sides) and stratified on all
+    of that dataset's tasks jointly, with every task on both sides.
+
+    Raises:
+      ValueError if `fraction` is not in (0, 1), or naming a dataset too small to carve
+      (fewer than two groups, or a task labelled in fewer than two).
     """
-    if not 0 < fraction < 1:
+    if isinstance(fraction, bool) or not 0 < fraction < 1:
         raise ValueError(f"validation_fraction must be in (0, 1), got {fraction}")
-    k = max(2, round(1 / fraction))
     try:
-        train_rows, val_rows = splitters.kfold(data, k, seed=seed)[0]
-    except ValueError:  # too few clips of a label for stratification: fall back to random
-        rows = np.random.default_rng(seed).permutation(len(data))
-        val_rows = np.sort(rows[: max(1, len(data) // k)])
-        train_rows = np.sort(rows[len(data) // k :])
+        train_rows, val_rows = splitters.holdout(data, fraction, seed=seed)
+    except ValueError as err:
+        raise ValueError(f"fit: carving validation rows from train: {err}") from None
     train_part, validation_part = ops.subset(data, train_rows), ops.subset(data, val_rows)
     return values.as_multi(train_part), values.as_multi(validation_part)

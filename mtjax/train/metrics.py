@@ -2,7 +2,7 @@
 
 Everything here takes numpy arrays on the host and uses scikit-learn; nothing imports JAX
 (`summary_table` imports `mtjax.report` when called). Reports are plain dicts of python
-floats, ints, strings and lists, so `json.dumps` writes them as they are.
+floats, ints, strings, None and lists, so `json.dumps` writes them as they are.
 
 A task's report is scikit-learn's `classification_report(..., output_dict=True,
 zero_division=0)` keyed by the task's label names, every label listed even when absent from
@@ -11,9 +11,19 @@ the data, plus:
   "confusion_matrix": binary, multiclass: [L, L] list of lists (rows true, columns
     predicted, label order); multilabel: {label: [[tn, fp], [fn, tp]]}.
   "support": int, number of rows.
+  the task kind's standard ranking metrics (`family_metrics`), from the probabilities:
+    binary: "roc_auc" and "eer" (equal error rate, `equal_error_rate`);
+    multilabel: "mAP" (`mean_average_precision`), "roc_auc" (`macro_roc_auc`), "d_prime"
+    (`d_prime` of that ROC-AUC) and "lwlrap" (`lwlrap`). None where the split cannot
+    define one (a binary split of one class, a multilabel split without positives).
 
 Binary and multiclass reports hold "accuracy", "macro avg", "weighted avg"; multilabel ones
 "micro avg", "macro avg", "weighted avg", "samples avg".
+
+Macro averages are over the labels present in the split: "macro avg" precision, recall and
+F1 are means over the labels that occur in the split's true labels (support > 0), not over
+every label as scikit-learn's are; an absent label keeps its row, with support 0. With no
+label present (no rows, or multilabel rows without positives) the macro scores are 0.
 """
 
 from __future__ import annotations
@@ -22,23 +32,25 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
-from sklearn.metrics import classification_report, confusion_matrix, multilabel_confusion_matrix
+import numpy.typing as npt
+from scipy import special
+from sklearn import metrics as skm
 
 from mtjax import tables
 from mtjax.tasks import Task, task_slices
 
 # Keys a report uses besides the label names; a label with one of these names is refused.
 RESERVED_KEYS = (
-    "accuracy",
-    "micro avg",
-    "macro avg",
-    "weighted avg",
-    "samples avg",
-    "confusion_matrix",
-    "support",
-    "loss",
-    "clip",
+    *("accuracy", "micro avg", "macro avg", "weighted avg", "samples avg", "confusion_matrix"),
+    *("support", "loss", "clip", "mAP", "roc_auc", "d_prime", "lwlrap", "eer"),
 )
+
+# Each task kind's standard metrics beside accuracy and F1, in report and history order.
+_FAMILY_METRICS = {
+    "binary": ("roc_auc", "eer"),
+    "multiclass": (),
+    "multilabel": ("mAP", "roc_auc", "d_prime", "lwlrap"),
+}
 
 
 def _check_columns(task: Task, name: str, array: np.ndarray) -> None:
@@ -80,10 +92,9 @@ def _decisions(
 
     Returns:
       binary, multiclass: int [N] class ids each (binary: 1 when the probability is strictly
-      above `threshold`; multiclass: the most probable column). Multilabel: int [N, C + 1]
-      indicator matrices, strictly above `threshold` for predictions, with an all-zero column
-      appended so that scikit-learn sees a multilabel matrix even when C is 1 (it reads a
-      single column as a binary vector); the extra column is left out of `labels`.
+      above `threshold`; multiclass: the argmax). Multilabel: int [N, C + 1] indicators
+      (predictions strictly above `threshold`) with an all-zero column appended, left out of
+      `labels`, so that scikit-learn never reads a single column as a binary vector.
     """
     if task.kind == "binary":
         return task.class_ids(targets), (probs[:, 0] > threshold).astype(np.int64)
@@ -111,12 +122,122 @@ def _plain(value: Any) -> Any:
 
 
 def _zeroed(value: Any) -> Any:
-    """`value` with every number set to 0 of the same type, structure kept."""
+    """`value` with every number set to 0 of the same type (None kept), structure kept."""
     if isinstance(value, dict):
         return {k: _zeroed(v) for k, v in value.items()}
     if isinstance(value, list):
         return [_zeroed(v) for v in value]
-    return type(value)(0)
+    return None if value is None else type(value)(0)
+
+
+def family_metrics(kind: str) -> tuple[str, ...]:
+    """The report keys of a task kind's standard metrics beside accuracy and F1."""
+    return _FAMILY_METRICS[kind]
+
+
+def lower_is_better(metric: str) -> bool:
+    """Whether a smaller value of `metric` (a name or a history key) is the better one.
+
+    True for losses, the combiner's objective and the equal error rate ("eer").
+    """
+    name = metric.rsplit("/", 1)[-1]
+    return name in ("objective", "eer") or name.endswith("loss")
+
+
+def _label_mean(score, targets, scores, *, both: bool) -> float | None:
+    """Mean `score(targets, scores)` of the labels with a positive (and a negative, `both`)."""
+    positive, scores = np.asarray(targets) > 0.5, np.asarray(scores, np.float64)
+    kept = positive.any(0) & ((~positive).any(0) | (not both))
+    found = [score(positive[:, c], scores[:, c]) for c in np.flatnonzero(kept)]
+    return float(np.mean(found)) if found else None
+
+
+def mean_average_precision(targets: npt.ArrayLike, scores: npt.ArrayLike) -> float | None:
+    """mAP: the mean `average_precision_score` over the labels with a positive.
+
+    Args:
+      targets: float [N, C], 1 (above 0.5) marks a positive.
+      scores: float [N, C], higher means more likely positive.
+
+    Returns:
+      float in [0, 1], or None when no label has a positive.
+    """
+    return _label_mean(skm.average_precision_score, targets, scores, both=False)
+
+
+def macro_roc_auc(targets: npt.ArrayLike, scores: npt.ArrayLike) -> float | None:
+    """The mean `roc_auc_score` over the labels with both classes; None when none has.
+
+    Args: as `mean_average_precision`.
+    """
+    return _label_mean(skm.roc_auc_score, targets, scores, both=True)
+
+
+def d_prime(auc: float | None) -> float | None:
+    """Sensitivity index d' = sqrt(2) * Phi^-1(AUC) (Hershey et al. 2017); inf for AUC 1."""
+    return None if auc is None else float(np.sqrt(2.0) * special.ndtri(auc))
+
+
+def lwlrap(targets: npt.ArrayLike, scores: npt.ArrayLike) -> float | None:
+    """Label-weighted label-ranking average precision (the FSDKaggle 2019 challenge metric).
+
+    The mean over all (row, positive label) pairs of the precision at that label's rank (the
+    share of positives among the row's labels scored at least as high), so each label weighs
+    by its number of positives: `label_ranking_average_precision_score` with each row
+    weighted by its number of positives. Ties count against the label.
+
+    Args: as `mean_average_precision`.
+
+    Returns:
+      float in [0, 1], or None when no row has a positive.
+    """
+    positive, scores = np.asarray(targets) > 0.5, np.asarray(scores, np.float64)
+    counts_N = positive.sum(1)
+    if not counts_N.any():
+        return None
+    rows, ranked = counts_N > 0, skm.label_ranking_average_precision_score
+    return float(ranked(positive[rows], scores[rows], sample_weight=counts_N[rows]))
+
+
+def equal_error_rate(targets: npt.ArrayLike, scores: npt.ArrayLike) -> float | None:
+    """EER: the error rate at which false positives and false negatives are equally likely.
+
+    Read from the ROC curve (`roc_curve`) where FPR = 1 - TPR, linearly between the curve's
+    points on either side (the rates of a random choice between their thresholds). 0 for
+    scores that separate the classes, 0.5 for chance, 1 for separating them the wrong way.
+
+    Args: as `mean_average_precision`, but [N] each.
+
+    Returns:
+      float in [0, 1], or None when `targets` lack a class.
+    """
+    positive = np.asarray(targets).reshape(-1) > 0.5
+    if positive.all() or not positive.any():
+        return None
+    scores = np.asarray(scores, np.float64).reshape(-1)
+    fpr, tpr, _ = skm.roc_curve(positive, scores, drop_intermediate=False)
+    gap = (1.0 - tpr) - fpr  # from 1 at (0, 0) down to -1 at (1, 1), never rising
+    i = int(np.argmax(gap <= 0))  # >= 1: the first point at or past the crossing
+    share = gap[i - 1] / (gap[i - 1] - gap[i])
+    return float(fpr[i - 1] + share * (fpr[i] - fpr[i - 1]))
+
+
+def family_report(task: Task, targets: np.ndarray, probs: np.ndarray) -> dict[str, float | None]:
+    """The task kind's standard metrics (`family_metrics`) of [N, C] targets and probabilities."""
+    if task.kind == "multiclass":
+        return {}
+    auc = macro_roc_auc(targets, probs)
+    if task.kind == "binary":
+        return {"roc_auc": auc, "eer": equal_error_rate(targets[:, 0], probs[:, 0])}
+    mean_ap, ranked = mean_average_precision(targets, probs), lwlrap(targets, probs)
+    return {"mAP": mean_ap, "roc_auc": auc, "d_prime": d_prime(auc), "lwlrap": ranked}
+
+
+def _macro_over_present(report: dict, labels: Sequence[str]) -> None:
+    """Sets `report`'s "macro avg" scores to the means over labels with support > 0."""
+    present = [report[label] for label in labels if report[label]["support"] > 0]
+    for score in ("precision", "recall", "f1-score"):
+        report["macro avg"][score] = float(np.mean([r[score] for r in present])) if present else 0.0
 
 
 def task_report(
@@ -133,7 +254,8 @@ def task_report(
 
     Returns:
       dict, JSON-serialisable. With N = 0 the report has every key a non-empty one has, with
-      all scores, supports and confusion counts 0 (accuracy 0.0) and "support" 0.
+      all scores, supports and confusion counts 0 (accuracy 0.0), "support" 0 and the
+      family metrics None.
     """
     targets, probs = np.asarray(targets), np.asarray(probs)
     _check_columns(task, "targets", targets)
@@ -150,24 +272,23 @@ def task_report(
         )
     if len(targets) == 0:  # scikit-learn refuses empty input: take one row's form, zeroed
         one = np.zeros([1, task.n_columns], np.float32)
-        return {**_zeroed(task_report(task, one, one, threshold=threshold)), "support": 0}
+        zeroed = _zeroed(task_report(task, one, one, threshold=threshold))
+        return {**zeroed, "support": 0, **dict.fromkeys(family_metrics(task.kind))}
 
     y_true, y_pred = _decisions(task, targets, probs, threshold)
     labels = list(range(len(task.labels)))
-    report = classification_report(
-        y_true,
-        y_pred,
-        labels=labels,
-        target_names=list(task.labels),
-        output_dict=True,
-        zero_division=0,
+    names = list(task.labels)
+    report = skm.classification_report(
+        y_true, y_pred, labels=labels, target_names=names, output_dict=True, zero_division=0
     )
     if task.kind == "multilabel":
-        matrices = multilabel_confusion_matrix(y_true, y_pred, labels=labels)
+        matrices = skm.multilabel_confusion_matrix(y_true, y_pred, labels=labels)
         report["confusion_matrix"] = dict(zip(task.labels, matrices.tolist()))
     else:
-        report["confusion_matrix"] = confusion_matrix(y_true, y_pred, labels=labels).tolist()
+        report["confusion_matrix"] = skm.confusion_matrix(y_true, y_pred, labels=labels).tolist()
+    _macro_over_present(report, task.labels)
     report["support"] = len(targets)
+    report.update(family_report(task, targets, probs))
     return _plain(report)
 
 
@@ -288,19 +409,25 @@ def _kind(report: Mapping) -> str:
     return "binary" if len(report["confusion_matrix"]) == 2 else "multiclass"
 
 
-def _scores(report: Mapping | None, kind: str) -> list[str]:
-    """[support, headline, macro F1] as text, "-" for a missing report."""
+# The family metrics `summary_table` shows, with their column headers.
+_TABLE_METRICS = {"mAP": "mAP", "lwlrap": "lwlrap", "roc_auc": "ROC-AUC", "eer": "EER"}
+
+
+def _scores(report: Mapping | None, kind: str, family: Sequence[str]) -> list[str]:
+    """[support, headline, macro F1, *family metrics] as text, "-" where missing."""
     if report is None:
-        return ["-", "-", "-"]
-    macro_f1 = report["macro avg"]["f1-score"]
-    return [str(report["support"]), f"{headline(report, kind):.4f}", f"{macro_f1:.4f}"]
+        return ["-"] * (3 + len(family))
+    found = [report["macro avg"]["f1-score"], *(report.get(m) for m in family)]
+    numbers = ["-" if v is None else f"{v:.4f}" for v in found]
+    return [str(report["support"]), f"{headline(report, kind):.4f}", *numbers]
 
 
 def summary_table(reports: Mapping[str, Mapping], tasks: Sequence[Task] | None = None) -> str:
-    """A text table, one row per task: support, loss, headline score and macro F1.
+    """A text table, one row per task: support, loss, headline score, macro F1, family metrics.
 
     The headline is accuracy for binary and multiclass tasks, micro F1 for multilabel ones
-    (`headline`). Clip-level columns are added when any report has "clip".
+    (`headline`). The family metrics are mAP, lwlrap, ROC-AUC and EER, those any report holds
+    ("-" where a task has none). Clip-level columns are added when any report has "clip".
 
     Args:
       reports: task name -> report, as `evaluation_report` returns (or `task_report`s).
@@ -312,16 +439,19 @@ def summary_table(reports: Mapping[str, Mapping], tasks: Sequence[Task] | None =
     """
     kinds = {t.name: t.kind for t in tasks or ()}
     with_clip = any("clip" in r for r in reports.values())
-    headers = ["task", "kind", "support", "loss", "accuracy / micro F1", "macro F1"]
+    family = [m for m in _TABLE_METRICS if any(m in r for r in reports.values())]
+    names = [_TABLE_METRICS[m] for m in family]
+    headers = ["task", "kind", "support", "loss", "accuracy / micro F1", "macro F1", *names]
     if with_clip:
         headers += ["clips", "clip accuracy / micro F1", "clip macro F1"]
+        headers += [f"clip {name}" for name in names]
     rows = []
     for name, report in reports.items():
         kind = kinds.get(name) or _kind(report)
         loss = f"{report['loss']:.4f}" if "loss" in report else "-"
-        support, score, macro = _scores(report, kind)
-        row = [name, kind, support, loss, score, macro]
+        scores = _scores(report, kind, family)
+        row = [name, kind, scores[0], loss, *scores[1:]]
         if with_clip:
-            row += _scores(report.get("clip"), kind)
+            row += _scores(report.get("clip"), kind, family)
         rows.append(row)
     return tables.table(headers, rows)

@@ -1,13 +1,11 @@
 """Batch schedules: which rows of the training data each step sees, one epoch at a time.
 
-A schedule is any function `(key, data, batch_size) -> Batches`: `key` is a JAX PRNG key
-(typed, as from `jax.random.key`, or raw uint32, as from `jax.random.PRNGKey`), `data` a
-`MultiTaskData` (or a `TaskDataset`), and the answer gives the row indices and weights of
-every step of one epoch, each batch of the same shape [B]. The trainer draws epoch `e` with
-`jax.random.fold_in(key, e)`, moves the arrays to the device and checks a user's schedule
-with `check_batches`. Schedules run on the host in numpy: a few vectorized calls per epoch,
-no Python per sample. A schedule of your own needs no base class; `generator` and `cut` are
-the pieces the built-in ones use, e.g. every row once, in order:
+A schedule is any function `(key, data, batch_size) -> Batches`: `key` a JAX PRNG key (typed
+or raw uint32), `data` a `MultiTaskData` (or a `TaskDataset`); the answer gives the row
+indices and weights of every step of one epoch, each batch of shape [B]. The trainer draws
+epoch `e` with `jax.random.fold_in(key, e)` and checks a user's schedule with
+`check_batches`. Schedules run on the host in numpy, a few vectorized calls per epoch. Your
+own needs no base class; `generator` and `cut` are the built-in ones' pieces, e.g.:
 
     def in_order(key, data, batch_size):
         return mt.batching.cut(np.arange(len(data)), batch_size)
@@ -16,12 +14,13 @@ Built in, each a factory returning a schedule, as optax's optimizers are (`SCHED
 by name with `schedule_from_config`):
   mixed()                       every row once per epoch, datasets mixed in each batch.
   per_dataset()                 every row once per epoch, each batch from one dataset only.
+  every_task()                  every dataset (so every task) in every step, small ones
+                                cycled; what gradient-level combiners need.
   balanced(per=, steps=)        each batch shared equally by the datasets (or tasks), small
                                 ones cycled.
   proportional(T, steps=)       each row's dataset drawn with probability ∝ size^(1/T),
                                 small ones cycled.
-A factory given bare where a schedule is expected (`fit(batches=mixed)`) means its default
-schedule (`mixed()`); `as_schedule` does this in one place.
+A factory given bare (`fit(batches=mixed)`) means its default schedule (`as_schedule`).
 """
 
 from __future__ import annotations
@@ -57,11 +56,7 @@ Schedule = Callable[[jax.Array, Data, int], Batches]
 
 
 def generator(key: jax.Array) -> np.random.Generator:
-    """A numpy Generator seeded by the bits of one JAX PRNG key.
-
-    Args:
-      key: a typed key (`jax.random.key`) or a raw uint32 one (`jax.random.PRNGKey`); both
-        with the same bits give the same Generator.
+    """A numpy Generator seeded by the bits of one JAX PRNG key, typed or raw uint32.
 
     Raises:
       ValueError for anything but one key (a batch of keys, say).
@@ -100,11 +95,12 @@ def _steps(steps: int | None, n_rows: int, batch_size: int, name: str) -> int:
     return int(steps)
 
 
-def _dataset_ids(data: Data) -> tuple[np.ndarray, tuple[str, ...]]:
-    """The dataset of each row, int [N], and the names (one name for a TaskDataset)."""
+def _datasets(data: Data) -> tuple[list[np.ndarray], tuple[str, ...]]:
+    """The rows of each dataset and the datasets' names (a TaskDataset is one dataset)."""
     if isinstance(data, TaskDataset):
-        return np.zeros(len(data), np.int64), (data.name,)
-    return np.asarray(data.dataset_id, np.int64), tuple(data.datasets)
+        return [np.arange(len(data))], (data.name,)
+    dataset_id = np.asarray(data.dataset_id, np.int64)
+    return [np.flatnonzero(dataset_id == d) for d in range(len(data.datasets))], data.datasets
 
 
 def _members(group_of: np.ndarray) -> list[np.ndarray]:
@@ -113,11 +109,7 @@ def _members(group_of: np.ndarray) -> list[np.ndarray]:
 
 
 def cut(rows: np.ndarray, batch_size: int) -> Batches:
-    """Rows in order cut into batches: every row once, the last batch padded.
-
-    Args:
-      rows: int [n], n >= 1, rows of the data in the order the steps see them.
-      batch_size: B.
+    """Rows in order (int [n], n >= 1) cut into batches of B: every row once.
 
     Returns:
       index, weight [ceil(n / B), B]; the padding slots of the last batch repeat its last
@@ -216,13 +208,65 @@ def per_dataset() -> Schedule:
     def schedule(key: jax.Array, data: Data, batch_size: int) -> Batches:
         _check_size(data, batch_size, "per_dataset")
         rng = generator(key)
-        dataset_id, names = _dataset_ids(data)
-        members = _members(dataset_id[:, None] == np.arange(len(names))[None, :])
-        parts = [cut(rng.permutation(rows), batch_size) for rows in members if rows.size]
+        parts = [cut(rng.permutation(rows), batch_size) for rows in _datasets(data)[0] if rows.size]
         order = rng.permutation(sum(len(p.index) for p in parts))
         return Batches(*(np.concatenate(field)[order] for field in zip(*parts)))
 
     return _named(schedule, per_dataset)
+
+
+def every_task() -> Schedule:
+    """A schedule in which every step holds every dataset, and so every task of the data.
+
+    The rule, for D non-empty datasets of N_d rows and batch size B >= D (else ValueError):
+    each dataset gets share_d = B // D slots of every step, the B % D left over one each to
+    the largest datasets (ties to the first); an epoch is S = max_d ceil(N_d / share_d)
+    steps, the fewest that fit every row. A dataset that needs all S steps has its rows
+    permuted and seen once each, its last share padded with weight-0 repeats of its last
+    row; a smaller one is cycled through fresh permutations (weight 1: every row seen, none
+    repeated before all have been). The slots of each step are then shuffled. Gradient-level
+    combiners (PCGrad, CAGrad, MGDA, GradNorm) need several tasks per step to act.
+
+    Returns:
+      A schedule `(key, data, batch_size) -> Batches` with index, weight [S, B].
+    """
+
+    def schedule(key: jax.Array, data: Data, batch_size: int) -> Batches:
+        _check_size(data, batch_size, "every_task")
+        members = [rows for rows in _datasets(data)[0] if rows.size]
+        if batch_size < len(members):
+            raise ValueError(f"every_task: batch_size must be >= {len(members)}, the datasets")
+        sizes = np.array([rows.size for rows in members])
+        share = np.full(len(members), batch_size // len(members))
+        share[np.argsort(-sizes, kind="stable")[: batch_size % len(members)]] += 1
+        n_steps = int(np.max(-(-sizes // share)))
+        rng = generator(key)
+        parts = []
+        for rows, b in zip(members, share.tolist()):
+            if -(-rows.size // b) == n_steps:
+                parts.append(cut(rng.permutation(rows), b))
+            else:
+                drawn = _cycle(rng, rows, n_steps * b).astype(np.int32).reshape(n_steps, b)
+                parts.append(Batches(drawn, np.ones_like(drawn, np.float32)))
+        index, weight = (np.concatenate(field, axis=1) for field in zip(*parts))
+        order = rng.permuted(np.tile(np.arange(batch_size), (n_steps, 1)), axis=1)
+        return Batches(np.take_along_axis(index, order, 1), np.take_along_axis(weight, order, 1))
+
+    return _named(schedule, every_task)
+
+
+def tasks_per_step(batches: Batches, data: Data) -> np.ndarray:
+    """The number of tasks with a real (weight > 0) row in each step, int [S].
+
+    Where it is <= 1 a gradient-level combiner sees one task alone and does what `sum` does.
+
+    Args:
+      batches: a schedule's answer for `data`, index and weight [S, B].
+      data: the data, `has_task` bool [N, K].
+    """
+    has_task = np.asarray(data.has_task, bool)[batches.index]  # [S, B, K]
+    real_SxBxK = has_task & (np.asarray(batches.weight) > 0)[:, :, None]
+    return real_SxBxK.any(axis=1).sum(axis=1)
 
 
 def balanced(per: str = "dataset", *, steps: int | None = None) -> Schedule:
@@ -251,11 +295,10 @@ def balanced(per: str = "dataset", *, steps: int | None = None) -> Schedule:
         n_rows = _check_size(data, batch_size, "balanced")
         n_steps = _steps(steps, n_rows, batch_size, "balanced")
         if per == "dataset":
-            dataset_id, names = _dataset_ids(data)
-            group_of = dataset_id[:, None] == np.arange(len(names))[None, :]
+            members, names = _datasets(data)
         else:
-            group_of, names = np.asarray(data.has_task, bool), tuple(t.name for t in data.tasks)
-        members = _members(group_of)
+            members = _members(np.asarray(data.has_task, bool))
+            names = tuple(t.name for t in data.tasks)
         empty = [name for name, rows in zip(names, members) if not rows.size]
         if empty:
             raise ValueError(
@@ -300,15 +343,10 @@ def proportional(temperature: float = 1.0, *, steps: int | None = None) -> Sched
 
     Every slot of every batch picks a dataset independently (`dataset_probabilities`);
     a dataset's rows are then drawn by cycling through fresh permutations. The epoch
-    length is stated by `steps`, not implied by the largest or smallest dataset.
-
-    Args:
-      temperature: T > 0; 1 samples by size, large T approaches uniform over datasets.
-      steps: S, batches per epoch; default ceil(N / B).
+    length is stated by `steps` (S; default ceil(N / B)), not implied by the datasets.
 
     Returns:
-      A schedule `(key, data, batch_size) -> Batches` with index, weight [S, B], all
-      weights 1.
+      A schedule `(key, data, batch_size) -> Batches`, index, weight [S, B], weights 1.
     """
     dataset_probabilities([1], temperature)  # fail here, not at the first epoch
     _steps(steps, 1, 1, "proportional")
@@ -316,8 +354,7 @@ def proportional(temperature: float = 1.0, *, steps: int | None = None) -> Sched
     def schedule(key: jax.Array, data: Data, batch_size: int) -> Batches:
         n_rows = _check_size(data, batch_size, "proportional")
         n_steps = _steps(steps, n_rows, batch_size, "proportional")
-        dataset_id, names = _dataset_ids(data)
-        members = _members(dataset_id[:, None] == np.arange(len(names))[None, :])
+        members = _datasets(data)[0]
         p_D = dataset_probabilities([rows.size for rows in members], temperature)
         rng = generator(key)
         group_SxB = rng.choice(len(members), size=(n_steps, batch_size), p=p_D)
@@ -332,18 +369,14 @@ def proportional(temperature: float = 1.0, *, steps: int | None = None) -> Sched
 SCHEDULES: dict[str, Callable[..., Schedule]] = {
     "mixed": mixed,
     "per_dataset": per_dataset,
+    "every_task": every_task,
     "balanced": balanced,
     "proportional": proportional,
 }
 
 
 def schedule_from_config(name: str, **kwargs: Any) -> Schedule:
-    """The schedule `SCHEDULES[name](**kwargs)`.
-
-    Args:
-      name: a key of `SCHEDULES`.
-      **kwargs: options, e.g. `per="task", steps=100` for "balanced" or
-        `temperature=2.0` for "proportional".
+    """The schedule `SCHEDULES[name](**kwargs)`, e.g. ("balanced", per="task", steps=100).
 
     Raises:
       ValueError for an unknown name (listing the known ones) or option (listing the
@@ -385,20 +418,12 @@ def as_schedule(batches: Any) -> Schedule:
 
 
 def check_batches(batches: Any, n_rows: int, batch_size: int) -> Batches:
-    """Checks a schedule's answer before training on it.
-
-    Args:
-      batches: what a schedule returned for data of `n_rows` rows.
-      n_rows: N.
-      batch_size: B.
-
-    Returns:
-      `batches`, unchanged.
+    """`batches`, what a schedule returned for data of N = `n_rows` rows, checked.
 
     Raises:
       ValueError naming the problem: not a `Batches`, a dtype other than int32 / float32,
-      a shape other than one [S, B] for both with S >= 1, an index outside [0, N), or a
-      weight outside [0, 1].
+      a shape other than one [S, B = batch_size] for both with S >= 1, an index outside
+      [0, N), or a weight outside [0, 1].
     """
     if not isinstance(batches, Batches):
         raise ValueError(

@@ -6,7 +6,8 @@ A rule is a small NamedTuple, optax's shape: `Rule(metric, decide)`, where
 best so far (restored at the end). `metric` is the history key the rule watches (None for
 none): `fit` carves validation rows out of train when it starts with "validation", and the
 run folder keeps the checkpoint of the best epoch by it. A plain function `history -> bool`
-(or `-> Decision`) is a rule too (`as_rule`); its best epoch is the last one.
+(or `-> Decision`) is a rule too (`as_rule`); its best epoch is the last one. No rule may
+watch a "test/..." metric: the test side is reported, never used for a choice.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal, NamedTuple
 
 from mtjax.train import history as records
+from mtjax.train import metrics
 
 History = Sequence[Mapping[str, Any]]
 
@@ -39,9 +41,23 @@ class Rule(NamedTuple):
     decide: Callable[[History], Decision]
 
 
+def check_metric(metric: str | None) -> None:
+    """Refuses a metric of the test side: it is never used for a choice.
+
+    Raises:
+      ValueError for a metric whose first part is "test", e.g. "test/loss".
+    """
+    if isinstance(metric, str) and metric.split("/", 1)[0] == "test":
+        raise ValueError(
+            f"a stopping rule may not watch {metric!r}: the test side is never used for a "
+            "choice (when to stop, which epoch to keep); watch a validation metric, e.g. "
+            f"{'validation/' + metric.split('/', 1)[-1]!r}"
+        )
+
+
 def metric_mode(metric: str) -> Literal["min", "max"]:
-    """The mode of a metric: "min" for a name ending in "loss", else "max"."""
-    return "min" if metric.rsplit("/", 1)[-1].endswith("loss") else "max"
+    """The mode of a metric: "min" where lower is better (losses, EER), else "max"."""
+    return "min" if metrics.lower_is_better(metric) else "max"
 
 
 def patience(
@@ -61,7 +77,11 @@ def patience(
       min_delta: the least change that counts as an improvement.
       mode: "min", "max", or "auto" ("min" for metrics whose name ends in "loss").
       restore_best: report the best epoch (else the last), so fit restores it.
+
+    Raises:
+      ValueError for a "test/..." metric (see `check_metric`), patience < 1 or a bad mode.
     """
+    check_metric(metric)
     if patience < 1:
         raise ValueError(f"patience must be >= 1, got {patience}")
     if mode == "auto":
@@ -92,14 +112,19 @@ def as_rule(rule: Rule | Callable[[History], Any] | None) -> Rule:
 
     None is `never()`. A function's `metric` attribute, where it has one, is the rule's
     metric; else the rule watches none.
+
+    Raises:
+      ValueError for a rule whose metric is a "test/..." one (see `check_metric`).
     """
     if rule is None:
         return never()
     if isinstance(rule, Rule):
+        check_metric(rule.metric)
         return rule
     if not callable(rule):
         raise TypeError(f"a stopping rule is a Rule, a function or None, got {rule!r}")
     fn = rule
+    check_metric(getattr(fn, "metric", None))
 
     def decide(history: History) -> Decision:
         out = fn(history)

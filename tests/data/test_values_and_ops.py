@@ -7,7 +7,7 @@ import pytest
 
 from mtjax import arrays, data
 from mtjax.arrays import DiskArray, RaggedSource
-from mtjax.data import MultiTaskData, TaskDataset
+from mtjax.data import MultiTaskData, TaskDataset, splitters
 from mtjax.tasks import LabelError, Task
 
 SOUND = Task("sound", ("dog", "cat", "bird"), "multiclass")
@@ -171,6 +171,73 @@ def test_kfold_spreads_rows_without_the_task():
     for _, test in pairs:
         assert np.sum(both.dataset_id[test] == 1) == 2  # 10 rows without the task / 5 folds
         assert np.all(class_counts(both, test[both.dataset_id[test] == 0]) == 2)
+
+
+SCENE = Task("scene", ("park", "street", "metro", "office", "home", "beach"), "multiclass")
+
+
+def scenes_dataset(n_groups=60, rows=3, seed=0) -> TaskDataset:
+    """Two tasks, a 6-class scene (10 groups each) and 5 tags (label 'p' in 2 groups only),
+    in groups of `rows` rows sharing their labels."""
+    rng = np.random.default_rng(seed)
+    groups = np.repeat(np.arange(n_groups), rows)
+    scene = rng.permutation(np.arange(n_groups) % 6)
+    tags = rng.random((n_groups, 5)) < np.array([0.05, 0.1, 0.3, 0.4, 0.5])
+    y = np.concatenate([np.eye(6)[scene], tags], 1)[groups]
+    x = np.zeros([len(groups), 1, 2])
+    return TaskDataset.from_arrays(x, y, [SCENE, TAGS], groups=groups, name="scenes")
+
+
+def test_holdout_carves_each_dataset_stratified_on_all_its_tasks():
+    scenes = scenes_dataset()
+    both = data.concat([classes_dataset([20, 20, 20], name="words"), scenes])
+    train, val = splitters.holdout(both, 0.1, seed=0)
+    np.testing.assert_array_equal(np.sort(np.concatenate([train, val])), np.arange(240))
+    assert not set(both.groups[train]) & set(both.groups[val])  # whole groups on one side
+    words, scene_rows = val[both.dataset_id[val] == 0], val[both.dataset_id[val] == 1]
+    # 10 % of each dataset: words' 60 rows give 2 of each sound; the scenes dataset 7 of its
+    # 60 groups (21 rows): one or two of each scene, and both tasks' labels in their shares
+    np.testing.assert_array_equal(class_counts(both, words), [2, 2, 2])
+    y = both.y[scene_rows]
+    assert len(scene_rows) == 21 and y[:, 3:9].min() == 0 and y[:, 3:9].sum(0).min() == 3
+    total = both.y[both.dataset_id == 1, 9:].sum(0)
+    np.testing.assert_array_equal(total, [6, 24, 45, 60, 99])
+    np.testing.assert_array_equal(y[:, 9:].sum(0), [3, 3, 6, 6, 12])
+    # 'p' is held by 2 groups: one goes to validation although 10 % of 6 rows is 0.6;
+    # the other labels are within one group (3 rows) of 10 %
+    assert np.all(np.abs(y[:, 10:].sum(0) - total[1:] / 10) <= 3)
+    # each dataset is carved on its own: alone, the scenes dataset gives the same rows
+    _, alone_val = splitters.holdout(scenes, 0.1, seed=0)
+    np.testing.assert_array_equal(alone_val + 60, scene_rows)
+    np.testing.assert_array_equal(splitters.holdout(both, 0.1, seed=0)[1], val)
+    assert not np.array_equal(splitters.holdout(both, 0.1, seed=1)[1], val)
+
+
+def test_holdout_puts_every_label_of_two_groups_on_both_sides():
+    # 20 groups of one row: 'dog' in 17 (10 %: 1.7, so 2), 'cat' in 2 (10 %: 0.2, yet it gets
+    # a validation row and keeps a train row), 'bird' in 1 (it stays in train)
+    ds = classes_dataset([17, 2, 1])
+    train, val = splitters.holdout(ds, 0.1, seed=0)
+    np.testing.assert_array_equal(class_counts(ds, val), [2, 1, 0])
+    np.testing.assert_array_equal(class_counts(ds, train), [15, 1, 1])
+    # only some rows (a fold's train side): the carve partitions them
+    rows = np.arange(0, 20, 2)
+    train, val = splitters.holdout(ds, 0.2, seed=0, rows=rows)
+    np.testing.assert_array_equal(np.sort(np.concatenate([train, val])), rows)
+    assert len(val) == 2
+
+
+def test_holdout_names_a_dataset_too_small_to_carve():
+    with pytest.raises(ValueError, match="dataset 'esc': 6 row\\(s\\) in 1 group\\(s\\)"):
+        splitters.holdout(classes_dataset([2, 2, 2], groups=np.zeros(6)), 0.1)
+    one_speaker = classes_dataset([4, 4, 4]).replace(
+        has_task=np.arange(12)[:, None] == 0, name="spk"
+    )
+    with pytest.raises(ValueError, match="dataset 'spk': task 'sound' is labelled in 1 group"):
+        splitters.holdout(one_speaker, 0.1)
+    for fraction in (0.0, 1.0, True):
+        with pytest.raises(ValueError, match="fraction must be in"):
+            splitters.holdout(classes_dataset([4, 4, 4]), fraction)
 
 
 def test_predefined_folds():

@@ -8,9 +8,11 @@ import hashlib
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 import soundfile as sf
 
+import mtjax as mt
 from mtjax.demo import demo_readers, make_demo, speaker_split
 from mtjax.tasks import Task
 
@@ -175,3 +177,41 @@ def test_demo_readers_tasks_and_counts(demo):
         assert set(i.targets) == {"tags", "loud"}
     assert len(sides) == 45 and all(len(s) == 1 for s in sides.values())
     assert any(i.targets["tags"] == () for i in items)
+
+
+def label_counts(part) -> dict[str, list[int]]:
+    """Rows of each label of each task in `part` (each class, for binary and multiclass)."""
+    out = {}
+    for k, t in enumerate(part.tasks):
+        y = part.y[part.has_task[:, k]][:, part.task_slices[t.name]]
+        if t.kind == "multilabel":
+            out[t.name] = y.sum(0).astype(int).tolist()
+        else:
+            out[t.name] = np.bincount(t.class_ids(y), minlength=len(t.labels)).tolist()
+    return out
+
+
+def test_demo_validation_holds_every_class_of_every_task(demo):
+    # issue 9, findings 1 and 2 on the demo's three datasets: only commands has a validation
+    # list; the carve `fit` made from the pooled train, stratified on "word" alone, left two
+    # of the six categories ([2, 0, 2, 0, 8, 2]) and tagged's rows out of validation
+    logmel = mt.features.LogMel(sample_rate=16000, n_fft=512, hop_length=160, n_mels=40)
+    datasets = [mt.read(r, logmel, n_jobs=1, progress=False) for r in demo_readers(demo)]
+    every_fold = list(mt.splits(datasets, folds=5, seed=0))
+    assert len(every_fold) == 5
+    for split in every_fold:
+        # commands' own 24, sounds 12 of a fold's 144 train clips, tagged 12 of its 144
+        assert np.bincount(split.validation.dataset_id).tolist() == [24, 12, 12]
+        assert label_counts(split.validation) == {
+            "word": [4] * 6,
+            "category": [2] * 6,
+            "tags": [4, 5, 7, 1, 5],
+            "loud": [2, 10],
+        }
+    # `fit` given no validation carves per dataset, every class of both of tagged's tasks too
+    (uncarved, *_) = mt.splits(datasets, folds=5, seed=0, validation=None)
+    _, carved = mt.train.carve_validation(uncarved.train, 0.1, seed=0)
+    assert np.bincount(carved.dataset_id).tolist() == [18, 12, 12]
+    counts = label_counts(carved)
+    assert counts["category"] == [2] * 6 and min(counts["word"]) == 3
+    assert min(counts["tags"]) >= 1 and min(counts["loud"]) >= 1

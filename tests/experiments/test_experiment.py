@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +13,8 @@ import pytest
 import mtjax as mt
 from mtjax import cli, runs
 from mtjax import experiments as ex
-from mtjax.experiments import running
+from mtjax.experiments import config as config_
+from mtjax.experiments import parts, running, sweeps
 from mtjax.tasks import Task
 
 
@@ -101,6 +104,10 @@ BAD = [
     ("[sweep]\n'train.combine' = 'sum'", 'sweep."train.combine": expected a non-empty array'),
     ("[sweep]\nname = ['a', 'b']", "sweep.name: not a sweepable choice"),
     ("[sweep]\ndatasets = 'all'", 'sweep.datasets: expected "combinations"'),
+    ("seeds = []", "seeds: expected a non-empty array of integers >= 0, got []"),
+    ("seeds = [1, 1]", "seeds: [1, 1] lists a seed twice"),
+    ("seeds = [0, -1]", "seeds[1]: expected an integer >= 0, got -1"),
+    ("seeds = [0, 1]\n[sweep]\nseed = [0, 1]", "seeds: sweep.seed varies the seed too"),
 ]
 
 
@@ -154,7 +161,7 @@ def test_dataset_errors(tmp_path, text, message):
     assert message in str(err.value)
 
 
-def test_sweep_expands_the_cross_product_with_readable_names(tmp_path):
+def test_sweep_expands_the_cross_product_with_readable_names(tmp_path, caplog):
     path = write(
         tmp_path,
         """
@@ -165,15 +172,31 @@ def test_sweep_expands_the_cross_product_with_readable_names(tmp_path):
         "train.combine" = ["sum", "pcgrad"]
     """,
     )
-    points = ex.expand(ex.load(path))
-    assert len(points) == 14  # 7 non-empty combinations of 3 datasets x 2 combiners
+    with caplog.at_level(logging.INFO, logger="mtjax"):
+        points = ex.expand(ex.load(path))
+    # 7 non-empty combinations of 3 datasets x 2 combiners, but commands (word) and sounds
+    # (category) have one task each: their pcgrad points would repeat their sum points
+    assert len(points) == 12
     names = [p.name for p in points]
-    assert len(set(names)) == 14
-    assert names[:2] == [
+    assert len(set(names)) == 12
+    assert names[:3] == [
         "speech+sounds/commands/combine=sum",
-        "speech+sounds/commands/combine=pcgrad",
+        "speech+sounds/sounds/combine=sum",
+        "speech+sounds/tagged/combine=sum",  # tagged has two tasks (tags, loud): both kept
     ]
+    assert "speech+sounds/tagged/combine=pcgrad" in names
     assert "speech+sounds/commands+sounds+tagged/combine=pcgrad" in names
+    assert "speech+sounds/commands/combine=pcgrad" not in names
+    lone = write(
+        tmp_path,
+        "demo = true\n[sweep]\ndatasets = [['commands']]\n'train.combine' = ['sum', 'bogus']",
+        "lone.toml",
+    )
+    with pytest.raises(ex.ExperimentError, match="unknown combiner 'bogus'.*in sweep point"):
+        ex.expand(ex.load(lone))  # a skipped point is checked all the same
+    (message,) = [r.getMessage() for r in caplog.records if "skipped" in r.getMessage()]
+    assert "2 sweep point(s) skipped" in message
+    assert "speech+sounds/commands/combine=pcgrad, speech+sounds/sounds/combine=pcgrad" in message
     assert all(not p.sweep for p in points)
     pcgrad = next(p for p in points if p.name == "speech+sounds/sounds+tagged/combine=pcgrad")
     assert [d["name"] for d in pcgrad.datasets] == ["sounds", "tagged"]
@@ -198,8 +221,9 @@ def test_sweep_over_features_options_and_explicit_subsets(tmp_path):
     """,
     )
     points = ex.expand(ex.load(path))
-    assert len(points) == 8
+    assert len(points) == 6  # commands alone has one task: temperature 1 only
     assert points[0].name == "s/commands/n_mels=40/temperature=1/optimizer=adam,learning_rate=0.001"
+    assert [p.train["combine"]["temperature"] for p in points] == [1, 1, 1, 4, 1, 4]
     assert points[-1].features["n_mels"] == 64 and points[-1].train["combine"]["temperature"] == 4
     assert len({p.data_key for p in points}) == 4
     bad = write(tmp_path, "demo = true\n[sweep]\n'train.combine' = ['sum', 'bogus']", "bad.toml")
@@ -208,6 +232,134 @@ def test_sweep_over_features_options_and_explicit_subsets(tmp_path):
     unknown = write(tmp_path, "demo = true\n[sweep]\ndatasets = [['speech']]", "unknown.toml")
     with pytest.raises(ex.ExperimentError, match="sweep.datasets\\[0\\]: no dataset 'speech'"):
         ex.expand(ex.load(unknown))
+
+
+SEEDED = """
+name = "s"
+demo = true
+{seeds}
+[sweep]
+datasets = [["commands"], ["commands", "tagged"]]
+"train.combine" = ["sum", "pcgrad"]
+"""
+
+
+def test_seeds_run_every_point_once_per_seed_and_seed_0_keeps_its_paths(tmp_path):
+    experiment = ex.load(write(tmp_path, SEEDED.format(seeds="seeds = [0, 2]")))
+    assert experiment.seeds == (0, 2) and experiment.seed == 0
+    points = ex.expand(experiment)
+    one, both = "s/commands/combine=sum", "s/commands+tagged/combine="
+    assert [(p.name, p.group, p.seed, p.seeds) for p in points] == [
+        (one, one, 0, (0,)),
+        (f"{one}/seed2", one, 2, (2,)),  # commands alone: one task, sum only
+        (f"{both}sum", f"{both}sum", 0, (0,)),
+        (f"{both}sum/seed2", f"{both}sum", 2, (2,)),
+        (f"{both}pcgrad", f"{both}pcgrad", 0, (0,)),
+        (f"{both}pcgrad/seed2", f"{both}pcgrad", 2, (2,)),
+    ]
+    assert len({p.data_key for p in points}) == 4  # a seed draws its own folds
+    assert ex.parse(experiment.to_dict(), base=experiment.base, source=experiment.source) == (
+        experiment
+    )
+
+    # Without seeds, the same file gives seed 0's points, and their run folders resume.
+    plain = ex.expand(ex.load(write(tmp_path, SEEDED.format(seeds=""), "plain.toml")))
+    assert [p.name for p in plain] == [p.name for p in points if p.seed == 0]
+    for before, now in zip(plain, [p for p in points if p.seed == 0]):
+        recorded = before.to_dict()
+        del recorded["seeds"]  # as a run folder written before seeds existed holds it
+        run = runs.Run(tmp_path / "runs", f"{now.name}/fold0")
+        runs.write_config(run, {"experiment": recorded})
+        runs.check_resumable(run, now.to_dict(), entry="experiment", ignore=config_.NOT_RESUMED)
+        other = next(p for p in points if p.group == now.group and p.seed == 2)
+        with pytest.raises(ValueError, match="seed differ"):
+            runs.check_resumable(
+                run, other.to_dict(), entry="experiment", ignore=config_.NOT_RESUMED
+            )
+
+    alone = ex.expand(
+        ex.load(write(tmp_path, 'name = "one"\ndemo = true\nseeds = [0, 1]', "1.toml"))
+    )
+    assert [(p.name, p.group, p.seed) for p in alone] == [
+        ("one", "one", 0),
+        ("one/seed1", "one", 1),
+    ]
+    assert ex.override(points[1], {"train.epochs": 2}).group == one  # a seed point keeps it
+    assert ex.override(experiment, {"name": "t"}).group == "t"
+    other_base = ex.load(
+        write(tmp_path, 'name = "b"\ndemo = true\nseed = 3\nseeds = [3, 4]', "b.toml")
+    )
+    assert [p.name for p in ex.expand(other_base)] == ["b", "b/seed4"]  # `seed` keeps its path
+
+
+def test_single_task_points_are_told_by_their_datasets_tasks(tmp_path):
+    experiment = ex.load(write(tmp_path, SEEDED.format(seeds="")))
+    shared = {"commands": ("word",), "tagged": ("word",)}  # as if tagged had only "word"
+    assert [p.name for p in ex.expand(experiment, tasks=shared)] == [
+        "s/commands/combine=sum",
+        "s/commands+tagged/combine=sum",  # two datasets, one shared task: one task
+    ]
+    (tmp_path / "words" / "yes").mkdir(parents=True)
+    (tmp_path / "words" / "no").mkdir()
+    read = ex.load(
+        write(
+            tmp_path,
+            """
+            name = "r"
+            [[datasets]]
+            reader = "folder"
+            root = "words"
+            task = "word"
+            [sweep]
+            "train.combine.name" = ["sum", "mgda"]
+            """,
+            "read.toml",
+        )
+    )
+    assert sweeps.dataset_tasks(read) == {"words": ("word",)}  # from the reader
+    assert [p.name for p in ex.expand(read)] == ["r/name=sum"]
+    assert len(ex.expand(read, tasks={"words": ("a", "b")})) == 2
+
+
+def test_multi_task_points_are_set_against_single_task_points_of_the_same_choices(tmp_path):
+    points = {p.name: p for p in ex.expand(ex.load(write(tmp_path, SEEDED.format(seeds=""))))}
+    single = sweeps.reference_key(points["s/commands/combine=sum"].to_dict())
+    pcgrad = points["s/commands+tagged/combine=pcgrad"]
+    assert sweeps.reference_key(pcgrad.to_dict()) == single  # the combiner is left out
+    seeded = dataclasses.replace(pcgrad, seed=5, name="elsewhere")
+    assert sweeps.reference_key(seeded.to_dict()) == single
+    bigger = ex.override(pcgrad, {"model.channels": [8]})
+    assert sweeps.reference_key(bigger.to_dict()) != single
+
+
+def test_resolved_train_records_every_part_with_its_defaults(tmp_path):
+    text = """
+        demo = true
+        [train]
+        combine = {name = "dwa", temperature = 4.0}
+        batches = "balanced"
+        optimizer = {name = "adam", learning_rate = 1e-3}
+    """
+    e = ex.load(write(tmp_path, text))
+    resolved = parts.resolved_train(e.train)
+    assert resolved["combine"] == {"name": "dwa", "temperature": 4.0}  # as given
+    assert resolved["batches"] == {"name": "balanced", "per": "dataset", "steps": None}
+    assert resolved["early_stop"] == {  # "default": fit's rule, patience at its defaults
+        "name": "patience",
+        "metric": "validation/loss",
+        "patience": 10,
+        "min_delta": 0.0,
+        "mode": "auto",
+        "restore_best": True,
+    }
+    assert resolved["optimizer"]["learning_rate"] == 1e-3 and resolved["optimizer"]["b2"] == 0.999
+    assert resolved["epochs"] == 30 and json.loads(json.dumps(resolved)) == resolved
+    plain = parts.resolved_train(ex.override(e, {"train.early_stop": False}).train)
+    assert plain["early_stop"] is None
+    assert (
+        parts.resolved_train(ex.load(write(tmp_path, "demo = true", "d.toml")).train)["optimizer"]
+        is None
+    )  # fit's default optimizer, which fit describes
 
 
 def test_override_and_built_parts(tmp_path):
@@ -311,6 +463,9 @@ def test_demo_sweep_runs_end_to_end(tiny, capsys):
         assert config["group"] == f"tiny/combine={combine}" and config["fold"] == 0
         assert config["experiment"]["train"]["combine"] == {"name": combine}
         assert [t["name"] for t in config["tasks"]] == ["word", "tags", "loud"]
+        demo_tasks = [*config_.DEMO_TASKS["commands"], *config_.DEMO_TASKS["tagged"]]
+        assert [t["name"] for t in config["tasks"]] == demo_tasks  # what sweeps count by
+        assert config["chosen_epoch"] == 0 and config["chosen_by"] == "last epoch"
         assert len(runs.read_history(run)) == 1
         assert (run.path / "checkpoints").is_dir() and (run.path / "events").is_dir()
     assert (experiment.output / "data" / "demo.json").is_file()  # demo made under output/data

@@ -59,7 +59,14 @@ def test_extractions_models_combiners_schedules_and_stopping_rules():
     assert registry.lookup("model", "cnn") is models.HardSharingCNN
     for name, factory in combiners.COMBINERS.items():
         assert registry.lookup("combiner", name) is factory
-    assert registry.names("schedule") == ["balanced", "mixed", "per_dataset", "proportional"]
+    assert registry.names("schedule") == [
+        "balanced",
+        "every_task",
+        "mixed",
+        "per_dataset",
+        "proportional",
+    ]
+    assert registry.lookup("schedule", "every_task") is schedules.every_task
     assert registry.lookup("stopping", "patience") is stopping.patience
     assert registry.lookup("stopping", "never") is stopping.never
 

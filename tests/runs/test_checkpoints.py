@@ -259,7 +259,7 @@ def test_nested_history_of_an_old_checkpoint_restores_flat(tmp_path, trained):
     }
     flat = {
         "epoch": 0,
-        "train/loss": 0.5,
+        "train/objective": 0.5,
         "train/a/loss": 0.25,
         "train/weights/a": 1.0,
         "validation/loss": 0.75,

@@ -13,6 +13,7 @@ from pathlib import Path
 import matplotlib.image
 import numpy as np
 import pytest
+from scipy import stats
 
 from mtjax import metrics, runs
 from mtjax.runs import Run
@@ -55,10 +56,11 @@ def record(epoch: int) -> dict:
         "epoch": epoch,
         "seconds": 1.25,
         "learning_rate": 0.001 * (epoch + 1),
-        "train/loss": 2.0 - e,
+        "train/loss": 0.75 - e,  # the mean of the three tasks' losses
+        "train/objective": 2.0 - e,
         "train/sex/loss": 0.5 - e,
         "train/genre/loss": 1.0 - e,
-        "train/tags/loss": 0.5 - e / 2,
+        "train/tags/loss": 0.75 - e,
         "train/weights/sex": 1.0,
         "train/weights/genre": 0.5 + e,
         "train/weights/tags": 0.25,
@@ -88,7 +90,7 @@ def nested(epoch: int) -> dict:
         "epoch": epoch,
         "seconds": 1.25,
         "train": {
-            "loss": r["train/loss"],
+            "loss": r["train/objective"],  # 0.1's train loss was the combiner's objective
             "tasks": {n: r[f"train/{n}/loss"] for n in names},
             "weights": {n: r[f"train/weights/{n}"] for n in names},
         },
@@ -151,8 +153,11 @@ def test_an_old_run_folders_nested_history_reads_back_flat(tmp_path):
         runs.write_config(run, {"tasks": [t.to_json() for t in TASKS]})
         runs.write_history(run, history)
     assert (old.path / "history.json").read_text() != (new.path / "history.json").read_text()
-    flat = [{k: v for k, v in r.items() if k != "learning_rate"} for r in HISTORY]
-    assert runs.read_history(old) == flat  # the lr was not in mtjax 0.1's records
+    # Neither the lr nor the mean task loss was in mtjax 0.1's records.
+    flat = [
+        {k: v for k, v in r.items() if k not in ("learning_rate", "train/loss")} for r in HISTORY
+    ]
+    assert runs.read_history(old) == flat
     assert runs.compare([old]).rows == [
         {**r, "group": "old", "runs": [str(old.path)]} for r in runs.compare([new]).rows
     ]
@@ -241,6 +246,7 @@ def expected_scalars(epoch: int) -> dict[str, float]:
     r = record(epoch)
     out = {
         "train/loss": r["train/loss"],
+        "train/objective": r["train/objective"],
         "train/learning_rate": 0.001 * (epoch + 1),
         "train/conflict/sex/genre": -0.25,
         "train/conflict/sex/tags": 0.5,
@@ -320,8 +326,8 @@ def test_a_resumed_run_adds_a_file_and_hides_the_redone_epochs(tmp_path):
     events = EventAccumulator(str(run.events), size_guidance={"scalars": 0})
     events.Reload()
     assert [(e.step, e.value) for e in events.Scalars("train/loss")] == [
-        (0, 2.0),
-        (1, 1.875),
+        (0, 0.75),
+        (1, 0.625),
         (2, 0.5),
     ]
 
@@ -387,7 +393,7 @@ def row(comparison, group, task, metric) -> dict:
     return found
 
 
-def test_folds_of_a_group_give_mean_and_std_at_the_validation_best_epoch(tmp_path):
+def test_folds_of_a_group_give_mean_and_sample_std_at_each_runs_chosen_epoch(tmp_path):
     fold0 = history_of(
         3,
         validation__sex__accuracy=[0.5, 0.75, 0.625],
@@ -408,6 +414,8 @@ def test_folds_of_a_group_give_mean_and_std_at_the_validation_best_epoch(tmp_pat
     )
     a = make_run(tmp_path, "mt-0", fold0, tasks=["sex"], group="mt", fold=0)
     b = make_run(tmp_path, "mt-1", fold1, tasks=["sex"], group="mt", fold=1)
+    runs.write_chosen_epoch(a, 1, by="validation/loss")  # lowest validation loss of each
+    runs.write_chosen_epoch(b, 2, by="validation/loss")
     comparison = runs.compare([a, b])
 
     assert [(r["task"], r["metric"]) for r in comparison.rows] == [
@@ -415,20 +423,24 @@ def test_folds_of_a_group_give_mean_and_std_at_the_validation_best_epoch(tmp_pat
         ("sex", "accuracy"),
         ("sex", "macro_f1"),
     ]
+    for r in comparison.rows:  # one epoch per run, the same for every metric
+        assert r["epochs"] == [1, 2] and r["chosen_by"] == ["validation/loss"] * 2
+        assert r["n"] == 2 and r["folds"] == [0, 1] and r["seeds"] == [0, 0]
     accuracy = row(comparison, "mt", "sex", "accuracy")
-    assert accuracy["best_epochs"] == [1, 0]  # chosen on validation, not on test
-    assert (accuracy["best"], accuracy["best_std"]) == (0.75, 0.25)  # test 0.5 and 1.0
-    assert (accuracy["last"], accuracy["last_std"]) == (0.625, 0.125)  # 0.75 and 0.5
-    assert accuracy["n"] == 2 and accuracy["folds"] == [0, 1]
-    loss = row(comparison, "mt", "sex", "loss")  # lowest validation loss: epochs 1 and 2
-    assert loss["best_epochs"] == [1, 2]
-    assert (loss["best"], loss["best_std"]) == (0.5, 0.25)  # 0.75 and 0.25
-    f1 = row(comparison, "mt", "sex", "macro_f1")  # ties go to the first epoch
-    assert f1["best_epochs"] == [0, 1] and (f1["best"], f1["best_std"]) == (0.625, 0.125)
-    assert "0.7500 ± 0.2500" in comparison.text and "0.6250 ± 0.1250" in comparison.text
+    assert accuracy["values"] == [0.5, 0.5] and (accuracy["mean"], accuracy["std"]) == (0.5, 0.0)
+    loss = row(comparison, "mt", "sex", "loss")  # test 0.75 and 0.25; sample std, ddof 1
+    assert loss["mean"] == 0.5 and loss["std"] == pytest.approx(np.std([0.75, 0.25], ddof=1))
+    f1 = row(comparison, "mt", "sex", "macro_f1")  # test 0.25 and 0.5
+    assert f1["mean"] == 0.375 and f1["std"] == pytest.approx(np.std([0.25, 0.5], ddof=1))
+    assert "0.5000 ± 0.0000" in comparison.text and "1,2" in comparison.text
 
     on_validation = row(runs.compare([a, b], split="validation"), "mt", "sex", "accuracy")
-    assert (on_validation["best"], on_validation["best_std"]) == (0.75, 0.0)
+    assert on_validation["values"] == [0.75, 0.5]  # validation at the same epochs
+
+    old = make_run(tmp_path, "old", fold0, tasks=["sex"])  # records no chosen epoch
+    (last,) = [r for r in runs.compare([old]).rows if r["metric"] == "accuracy"]
+    assert last["epochs"] == [2] and last["mean"] == 0.75  # the last epoch, never test-picked
+    assert "last epoch (none recorded)" in runs.compare([old]).text
 
 
 def test_multi_task_against_single_task_per_task(tmp_path):
@@ -479,20 +491,23 @@ def test_multi_task_against_single_task_per_task(tmp_path):
         ("tags", "macro_f1"),
         ("tags", "micro_f1"),
     ]
-    sex = versus["sex", "accuracy"]  # no validation: best epoch chosen on test itself
+    sex = versus["sex", "accuracy"]  # no validation, none recorded: the last epoch (1)
     assert (sex["multi"], sex["single"]) == ("mt", "st-sex")
-    assert (sex["multi_best"], sex["single_best"], sex["best_difference"]) == (0.75, 0.625, 0.125)
-    assert (sex["multi_last"], sex["single_last"], sex["last_difference"]) == (0.75, 0.5, 0.25)
-    assert versus["sex", "loss"]["best_difference"] == 0.25 - 0.5
+    assert (sex["multi_mean"], sex["single_mean"], sex["difference"]) == (0.75, 0.5, 0.25)
+    assert sex["n_pairs"] == 1 and sex["test"] is None  # one run each: no test
+    assert versus["sex", "loss"]["difference"] == 0.25 - 0.5
     tags = versus["tags", "micro_f1"]
-    assert (tags["multi_best"], tags["single_best"], tags["best_difference"]) == (0.5, 0.75, -0.25)
-    assert versus["tags", "macro_f1"]["best_difference"] == 0.25 - 0.5
+    assert (tags["multi_mean"], tags["single_mean"], tags["difference"]) == (0.5, 0.75, -0.25)
+    assert versus["tags", "macro_f1"]["difference"] == 0.25 - 0.25
     assert row(comparison, "mt", "tags", "micro_f1")["multi_task"] is True
     assert row(comparison, "st-tags", "tags", "micro_f1")["multi_task"] is False
+    (headline,) = [e for e in comparison.delta_m if e["metric"] == "headline"]
+    # ΔM: mean of (0.75 - 0.5) / 0.5 and (0.5 - 0.75) / 0.75, in %
+    assert headline["delta_m"] == pytest.approx((50.0 - 100 / 3) / 2)
 
     lines = comparison.text.splitlines()
     (line,) = [s for s in lines if s.split()[:4] == ["sex", "accuracy", "mt", "st-sex"]]
-    assert line.split()[4:] == ["0.7500", "0.6250", "+0.1250", "0.7500", "0.5000", "+0.2500"]
+    assert line.split()[4:] == ["0.7500", "0.5000", "+0.2500", "-", "1", "-"]
     (line,) = [s for s in lines if s.split()[:2] == ["tags", "micro_f1"]]
     assert "-0.2500" in line.split()
 
@@ -523,14 +538,14 @@ def test_folds_against_single_task_folds_carry_their_spread(tmp_path):
     ]
     comparison = runs.compare(members)
     (v,) = [v for v in comparison.versus if (v["task"], v["metric"]) == ("sex", "accuracy")]
-    assert (v["multi_best"], v["multi_best_std"], v["single_best"], v["single_best_std"]) == (
-        0.75,
-        0.25,
-        0.625,
-        0.125,
-    )
-    assert v["best_difference"] == 0.125
-    assert "0.7500 ± 0.2500" in comparison.text and "+0.1250" in comparison.text
+    assert (v["multi_mean"], v["single_mean"]) == (0.75, 0.625)
+    assert v["multi_std"] == pytest.approx(np.std([0.5, 1.0], ddof=1))  # sample std
+    assert v["single_std"] == pytest.approx(np.std([0.5, 0.75], ddof=1))
+    assert v["difference"] == 0.125 and v["pairs"] == [[0, 0], [1, 0]]
+    assert v["test"] == "paired t" and v["n_pairs"] == 2
+    assert v["p_value"] == pytest.approx(stats.ttest_rel([0.5, 1.0], [0.5, 0.75]).pvalue)
+    assert f"0.7500 ± {np.std([0.5, 1.0], ddof=1):.4f}" in comparison.text
+    assert "+0.1250" in comparison.text
 
 
 def test_the_headline_metric_comes_from_the_task_kind_in_the_config(tmp_path):

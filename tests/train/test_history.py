@@ -44,7 +44,8 @@ def reports(shift: float = 0.0) -> dict[str, dict]:
 
 
 MEANS = history.TrainMeans(
-    loss=1.5,
+    loss=0.5,
+    objective=1.5,
     tasks={"word": 0.5, "loud": 0.25, "tags": 0.75},
     weights={"word": 1.0, "loud": 0.5, "tags": 2.0},
 )
@@ -60,8 +61,9 @@ def test_record_is_one_flat_mapping_of_split_task_metric_keys():
         tasks=TASKS,
         learning_rate=1e-3,
     )
-    assert list(rec)[:5] == ["epoch", "seconds", "learning_rate", "train/loss", "train/word/loss"]
+    assert list(rec)[:5] == ["epoch", "seconds", "learning_rate", "train/loss", "train/objective"]
     assert rec["epoch"] == 3 and rec["train/weights/tags"] == 2.0
+    assert rec["train/loss"] == 0.5 and rec["train/objective"] == 1.5
     assert rec["validation/word/accuracy"] == r["word"]["accuracy"] == 0.75
     assert rec["validation/loud/accuracy"] == r["loud"]["accuracy"]
     assert rec["validation/tags/micro_f1"] == r["tags"]["micro avg"]["f1-score"]
@@ -70,13 +72,21 @@ def test_record_is_one_flat_mapping_of_split_task_metric_keys():
     headlines = [r["word"]["accuracy"], r["loud"]["accuracy"], r["tags"]["micro avg"]["f1-score"]]
     assert rec["validation/score"] == pytest.approx(np.mean(headlines))
     assert "validation/tags/accuracy" not in rec and "validation/word/micro_f1" not in rec
+    for name in ("roc_auc", "eer"):  # the binary task's standard metrics
+        assert rec[f"test/loud/{name}"] == r["loud"][name]
+    for name in ("mAP", "roc_auc", "d_prime", "lwlrap"):  # the multilabel task's
+        assert rec[f"validation/tags/{name}"] == r["tags"][name]
+    word_keys = {k for k in rec if k.startswith("validation/word/")}
+    assert word_keys == {f"validation/word/{m}" for m in ("loss", "accuracy", "macro_f1")}
     assert all(isinstance(v, (int, float)) for v in rec.values())
     assert json.loads(json.dumps(rec)) == rec
-    assert set(rec) == {"epoch", "seconds"} | set(history.keys(TASKS))  # keys() lists them all
+    clip_keys = {k for k in history.keys(TASKS) if "/clip/" in k}  # with windows only
+    assert set(rec) == {"epoch", "seconds"} | set(history.keys(TASKS)) - clip_keys
     assert set(history.record(0, seconds=1.0, train=MEANS, reports={}, tasks=TASKS)) == {
         "epoch",
         "seconds",
         "train/loss",
+        "train/objective",
         *[f"train/{t.name}/loss" for t in TASKS],
         *[f"train/weights/{t.name}" for t in TASKS],
     }
@@ -100,7 +110,44 @@ def test_train_means_count_each_task_over_the_steps_it_was_present():
         "weights": np.array([[1.0, 7.0], [2.0, 0.5]], np.float32),
     }
     means = history.train_means(step_metrics, (WORD, LOUD))
-    assert means == history.TrainMeans(2.0, {"word": 1.0, "loud": 0.25}, {"word": 1.5, "loud": 0.5})
+    assert means == history.TrainMeans(
+        loss=0.625,  # mean of the tasks' losses, as validation/loss is
+        objective=2.0,  # the combiner's, mean over the steps
+        tasks={"word": 1.0, "loud": 0.25},
+        weights={"word": 1.5, "loud": 0.5},
+    )
+
+
+def test_train_loss_is_the_mean_task_loss_and_the_objective_its_own_key():
+    # Finding 9 of issue 9: train/loss was the combiner's objective (here uncertainty
+    # weighting's sum with its log terms, 3.5) while validation/loss is a mean over tasks.
+    step_metrics = {
+        "loss": np.array([3.5, 3.5], np.float32),
+        "tasks": np.array([[0.5, 0.0, 1.0], [0.5, 0.0, 2.0]], np.float32),
+        "present": np.array([[True, False, True], [True, False, True]]),  # loud: no rows
+        "weights": np.ones([2, 3], np.float32),
+    }
+    means = history.train_means(step_metrics, TASKS)
+    assert means.loss == pytest.approx((0.5 + 1.5) / 2)  # loud, without rows, left out
+    assert means.objective == 3.5 and means.tasks["loud"] == 0.0
+    r = reports()
+    rec = history.record(0, seconds=1.0, train=means, reports={"validation": r}, tasks=TASKS)
+    assert rec["train/loss"] == 1.0 and rec["train/objective"] == 3.5
+    assert rec["validation/loss"] == pytest.approx(np.mean([0.5, 0.25, 0.75]))
+    nothing = dict(step_metrics, present=np.zeros([2, 3], bool))
+    assert math.isnan(history.train_means(nothing, TASKS).loss)
+
+
+def test_windowed_reports_add_the_clip_level_scores():
+    r = reports()
+    r["tags"] = {**r["tags"], "clip": r["tags"]}
+    r["loud"] = {**r["loud"], "clip": {**r["loud"], "support": 0}}  # no clip: no keys
+    rec = history.record(0, seconds=1.0, train=MEANS, reports={"test": r}, tasks=TASKS)
+    clip = {k for k in rec if "/clip/" in k}
+    names = ("micro_f1", "macro_f1", "mAP", "roc_auc", "d_prime", "lwlrap")
+    assert clip == {f"test/tags/clip/{m}" for m in names}
+    assert rec["test/tags/clip/lwlrap"] == r["tags"]["lwlrap"]
+    assert clip <= set(history.keys(TASKS, ("test",)))
 
 
 def test_value_is_the_one_lookup_and_names_the_closest_keys():
@@ -131,7 +178,7 @@ def test_a_nested_record_of_mtjax_0_1_reads_as_the_flat_one():
     )
 
     def split(s: str) -> dict:
-        out = {"loss": rec[f"{s}/loss"], "score": rec[f"{s}/score"]}
+        out: dict = {"loss": rec[f"{s}/loss"], "score": rec[f"{s}/score"]}
         for t in TASKS:
             metric = metrics.headline_metric(t.kind)
             out[t.name] = {m: rec[f"{s}/{t.name}/{m}"] for m in ("loss", metric, "macro_f1")}
@@ -144,7 +191,11 @@ def test_a_nested_record_of_mtjax_0_1_reads_as_the_flat_one():
         "test": split("test"),
         "seconds": 1.5,
     }
-    assert history.flat(nested) == rec
+    # 0.1's train loss was the combiner's objective; it recorded no mean task loss and no
+    # family metrics.
+    family = ("roc_auc", "eer", "mAP", "d_prime", "lwlrap")
+    kept = {k: v for k, v in rec.items() if k != "train/loss" and k.split("/")[-1] not in family}
+    assert history.flat(nested) == kept and kept["train/objective"] == 1.5
     assert history.flat(rec) == rec and history.flat(rec) is not rec
 
 

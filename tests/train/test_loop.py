@@ -258,3 +258,54 @@ def test_data_parallel_on_four_devices_equals_one_device(data, monkeypatch, step
     assert kernel.sharding.is_fully_replicated and len(kernel.sharding.device_set) == 4
     with pytest.raises(ValueError, match="does not split"):
         mt.train.fit(SmallNet(trn.tasks), trn, epochs=1, batch_size=30, mesh=mesh)
+
+
+def test_fit_refuses_a_validation_set_lacking_a_task(data):
+    trn, tst = data
+    words_only = mt.data.subset(tst, tst.dataset_id == 0)  # loud and tags have no rows
+    message = r"no rows of task\(s\) 'loud' \(160 train rows\), 'tags' \(160 train rows\)"
+    with pytest.raises(ValueError, match=message):
+        mt.train.fit(SmallNet(trn.tasks), trn, validation=words_only, epochs=1, progress=False)
+    one_task = dataset(20, WORD, "words", 3)  # a TaskDataset of the word task alone
+    with pytest.raises(ValueError, match=r"'loud' \(160 train rows\), 'tags'"):
+        mt.train.fit(SmallNet(trn.tasks), trn, validation=one_task, epochs=1, progress=False)
+    partial = mt.train.fit(
+        SmallNet(trn.tasks),
+        trn,
+        validation=words_only,
+        epochs=1,
+        progress=False,
+        allow_partial_validation=True,
+    )
+    assert np.isfinite(partial.history[0]["validation/word/loss"])
+
+
+def test_fit_carves_validation_rows_of_every_dataset_and_class(data):
+    trn, _ = data
+    train_part, validation = mt.train.carve_validation(trn, 0.1, seed=0)
+    assert len(train_part) + len(validation) == len(trn)
+    assert not set(train_part.ids) & set(validation.ids)
+    # 10 % of each dataset's 160 rows, not 10 % of the pooled rows stratified on 'word'
+    np.testing.assert_array_equal(np.bincount(validation.dataset_id, minlength=3), [16, 16, 16])
+    for k, t in enumerate(trn.tasks):
+        y = validation.y[validation.has_task[:, k]][:, validation.task_slices[t.name]]
+        whole = trn.y[trn.has_task[:, k]][:, trn.task_slices[t.name]]
+        if t.kind == "multilabel":
+            counts, share = y.sum(0), whole.sum(0) / 10
+        else:
+            n = len(t.labels)
+            counts = np.bincount(t.class_ids(y), minlength=n)
+            share = np.bincount(t.class_ids(whole), minlength=n) / 10
+        assert np.all(counts >= 1) and np.all(np.abs(counts - share) < 1.5), (t.name, counts)
+    trained = mt.train.fit(SmallNet(trn.tasks), trn, epochs=1, progress=False)  # default rule
+    assert all(np.isfinite(trained.history[0][f"validation/{t.name}/loss"]) for t in trn.tasks)
+    with pytest.raises(ValueError, match="dataset 'solo': 4 row"):
+        solo = dataset(4, WORD, "solo", 0).replace(groups=np.zeros(4, np.int32))
+        mt.train.fit(SmallNet(solo.tasks), solo, epochs=1, progress=False)
+
+
+def test_fit_refuses_a_stopping_rule_on_test_metrics(data):
+    trn, tst = data
+    rule = early_stopping.Rule("test/loss", lambda history: early_stopping.Decision(False, 0))
+    with pytest.raises(ValueError, match="may not watch 'test/loss'"):
+        mt.train.fit(SmallNet(trn.tasks), trn, tst, epochs=1, early_stop=rule, progress=False)

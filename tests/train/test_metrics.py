@@ -10,6 +10,7 @@ from sklearn.metrics import classification_report
 
 from mtjax.metrics import (
     evaluation_report,
+    family_metrics,
     headline,
     headline_metric,
     pool_clips,
@@ -35,11 +36,19 @@ def sklearn_report(y_true, y_pred, names) -> dict:
     )
 
 
-def assert_sklearn_part(report: dict, expected: dict) -> None:
-    """The report holds exactly scikit-learn's keys and values, plus our two extra keys."""
-    assert set(report) == set(expected) | {"confusion_matrix", "support"}
+def assert_sklearn_part(report: dict, expected: dict, task: Task) -> None:
+    """The report holds exactly scikit-learn's keys and values, plus our extra keys, but for
+    "macro avg": the mean of scikit-learn's per-label scores over the labels present."""
+    extra = {"confusion_matrix", "support", *family_metrics(task.kind)}
+    assert set(report) == set(expected) | extra
     for key, value in expected.items():
-        assert report[key] == pytest.approx(value), key
+        if key != "macro avg":
+            assert report[key] == pytest.approx(value), key
+    present = [expected[label] for label in task.labels if expected[label]["support"] > 0]
+    for score in ("precision", "recall", "f1-score"):
+        mean = sum(row[score] for row in present) / len(present)
+        assert report["macro avg"][score] == pytest.approx(mean), score
+    assert report["macro avg"]["support"] == expected["macro avg"]["support"]
 
 
 def test_probabilities_are_stable_and_match_the_formulas():
@@ -63,7 +72,9 @@ def test_binary_equals_sklearn_and_thresholds_strictly_above():
     probs = np.array([[0.9], [0.5], [0.5], [0.2], [0.51]])  # 0.5 is not above 0.5: negative
     report = task_report(BINARY, targets, probs)
     y_pred = [1, 0, 0, 0, 1]
-    assert_sklearn_part(report, sklearn_report([1, 0, 1, 0, 1], y_pred, BINARY.labels))
+    expected = sklearn_report([1, 0, 1, 0, 1], y_pred, BINARY.labels)
+    assert_sklearn_part(report, expected, BINARY)
+    assert report["macro avg"] == pytest.approx(expected["macro avg"])  # both labels present
     assert report["accuracy"] == pytest.approx(0.8)
     assert report["confusion_matrix"] == [[2, 0], [1, 2]]
     assert report["support"] == 5
@@ -85,19 +96,37 @@ def test_multiclass_equals_sklearn_with_exact_confusion_matrix():
         ]
     )
     report = task_report(WORD, targets, probs)
-    assert_sklearn_part(report, sklearn_report([0, 0, 1, 2, 2, 2], [0, 1, 1, 2, 0, 2], WORD.labels))
+    expected = sklearn_report([0, 0, 1, 2, 2, 2], [0, 1, 1, 2, 0, 2], WORD.labels)
+    assert_sklearn_part(report, expected, WORD)
+    assert report["macro avg"] == pytest.approx(expected["macro avg"])  # every label present
     assert report["confusion_matrix"] == [[1, 1, 0], [0, 1, 0], [1, 0, 2]]
     assert report["accuracy"] == pytest.approx(4 / 6)
 
 
-def test_absent_label_is_still_listed():
+def test_absent_label_is_listed_but_left_out_of_the_macro_average():
+    # Finding 5 of issue 9: accuracy 1.0 next to macro F1 0.667, "yes" absent from the split.
     targets = WORD.encode_many(["go", "stop", "go"])
     probs = np.array([[0.9, 0.1, 0.0], [0.2, 0.7, 0.1], [0.6, 0.4, 0.0]])
     report = task_report(WORD, targets, probs)
     assert report["yes"] == {"precision": 0.0, "recall": 0.0, "f1-score": 0.0, "support": 0.0}
     assert report["confusion_matrix"] == [[2, 0, 0], [0, 1, 0], [0, 0, 0]]
     assert report["accuracy"] == 1.0
-    assert report["macro avg"]["f1-score"] == pytest.approx(2 / 3)  # the absent label counts
+    every_label = sklearn_report([0, 1, 0], [0, 1, 0], WORD.labels)["macro avg"]
+    assert every_label["f1-score"] == pytest.approx(2 / 3)  # what the finding saw
+    assert report["macro avg"] == {"precision": 1.0, "recall": 1.0, "f1-score": 1.0, "support": 3}
+    assert report["weighted avg"]["f1-score"] == 1.0
+    # The third row (go) called stop: go precision 1, recall 1/2; stop 1/2 and 1.
+    wrong = task_report(WORD, targets, probs[[0, 1, 1]])
+    assert wrong["macro avg"]["f1-score"] == pytest.approx((2 / 3 + 2 / 3) / 2)
+    assert wrong["macro avg"]["precision"] == pytest.approx((1.0 + 0.5) / 2)
+    assert wrong["macro avg"]["recall"] == pytest.approx((0.5 + 1.0) / 2)
+
+
+def test_binary_split_of_one_class_averages_over_that_class():
+    report = task_report(BINARY, np.zeros([3, 1]), np.array([[0.1], [0.2], [0.9]]))
+    assert report["quiet"]["f1-score"] == pytest.approx(0.8)  # precision 1, recall 2/3
+    assert report["macro avg"]["f1-score"] == pytest.approx(0.8)  # not (0.8 + 0) / 2
+    assert report["roc_auc"] is None and report["eer"] is None  # one class: undefined
 
 
 def test_multilabel_equals_sklearn_with_a_label_never_present():
@@ -105,7 +134,9 @@ def test_multilabel_equals_sklearn_with_a_label_never_present():
     probs = np.array([[0.8, 0.6, 0.1], [0.3, 0.9, 0.2], [0.1, 0.7, 0.9], [0.2, 0.1, 0.0]])
     y_pred = (probs > 0.5).astype(int)
     report = task_report(TAGS, targets, probs)
-    assert_sklearn_part(report, sklearn_report(targets.astype(int), y_pred, TAGS.labels))
+    assert_sklearn_part(report, sklearn_report(targets.astype(int), y_pred, TAGS.labels), TAGS)
+    # dog: precision 1, recall 1/2, f1 2/3; car: precision 2/3, recall 1, f1 4/5; bird absent.
+    assert report["macro avg"]["f1-score"] == pytest.approx((2 / 3 + 4 / 5) / 2)
     assert set(report) >= {"micro avg", "macro avg", "weighted avg", "samples avg", "bird"}
     assert "accuracy" not in report
     assert report["bird"]["support"] == 0
@@ -138,6 +169,7 @@ def test_zero_rows_give_an_all_zero_report_of_the_same_form(task):
     assert report["support"] == 0
     assert all(report[label]["f1-score"] == 0.0 for label in task.labels)
     assert report["macro avg"] == {"precision": 0.0, "recall": 0.0, "f1-score": 0.0, "support": 0}
+    assert all(report[name] is None for name in family_metrics(task.kind))
     counts = report["confusion_matrix"]
     flat = np.ravel(list(counts.values()) if isinstance(counts, dict) else counts)
     assert flat.size > 0 and not flat.any()
@@ -251,16 +283,23 @@ def test_summary_table_lists_tasks_and_formatted_numbers():
     text = summary_table(reports, tasks=(*tasks, TAGS))
     lines = text.splitlines()
     assert lines[0].split()[:4] == ["task", "kind", "support", "loss"]
+    assert lines[0].split()[-4:] == ["mAP", "lwlrap", "ROC-AUC", "EER"]
     assert "clip" not in lines[0]
-    assert lines[2].split() == ["loud", "binary", "4", "0.2500", "0.7500", "0.7333"]
+    # loud: scores 0.9, 0.2 (positives) and 0.1, 0.3: 3 of 4 pairs ordered, EER 1/2.
+    loud = ["loud", "binary", "4", "0.2500", "0.7500", "0.7333", "-", "-", "0.7500", "0.5000"]
+    assert lines[2].split() == loud
     word = f"{reports['word']['macro avg']['f1-score']:.4f}"
-    assert lines[3].split() == ["word", "multiclass", "4", "1.5000", "0.7500", word]
-    assert lines[4].split() == ["tags", "multilabel", "2", "-", "1.0000", "0.6667"]
+    assert lines[3].split() == ["word", "multiclass", "4", "1.5000", "0.7500", word, *["-"] * 4]
+    # tags: perfect on dog and car; bird, absent, counts in no macro average (was 0.6667).
+    tags = ["tags", "multilabel", "2", "-", "1.0000", "1.0000", "1.0000", "1.0000", "1.0000"]
+    assert lines[4].split() == [*tags, "-"]
     assert summary_table(reports).splitlines()[4].split()[1] == "multilabel"  # guessed kind
     windowed = evaluation_report(tasks, y, has_task, probs, losses, np.array([0, 0, 1, 1, 2, 2]))
     clip_lines = summary_table(windowed, tasks=tasks).splitlines()
-    assert "clip macro F1" in clip_lines[0]
-    assert clip_lines[2].split()[-3:] == ["2", "0.0000", "0.0000"]
+    assert "clip macro F1" in clip_lines[0] and "clip EER" in clip_lines[0]
+    assert "mAP" not in clip_lines[0]  # no multilabel task: no mAP column
+    # loud's two clips are both positive: ROC-AUC and EER undefined at clip level.
+    assert clip_lines[2].split()[-5:] == ["2", "0.0000", "0.0000", "-", "-"]
 
 
 def test_headline_metric_names_the_headline_number():

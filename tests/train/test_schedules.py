@@ -19,6 +19,7 @@ N = sum(SIZES)
 SCHEDULES = {
     "mixed": batching.mixed(),
     "per_dataset": batching.per_dataset(),
+    "every_task": batching.every_task(),
     "balanced": batching.balanced(),
     "balanced_task": batching.balanced(per="task"),
     "proportional": batching.proportional(),
@@ -116,6 +117,63 @@ def test_schedules_are_seeded_by_the_key(three, name):
         np.testing.assert_array_equal(same.weight, first.weight)
     assert not np.array_equal(other.index, first.index)
     batching.check_batches(first, N, B)
+
+
+# every_task: every dataset, so every task, in every step
+
+
+def test_every_task_gives_every_dataset_its_share_of_every_step(three):
+    batches = batching.check_batches(batching.every_task()(key(), three, B), N, B)
+    # B // 3 = 2 slots each, the 2 left over to the two largest (a: 37, b: 10); a needs
+    # ceil(37 / 3) = 13 steps, the most of the three (b: 4, c: ceil(5 / 2) = 3)
+    assert batches.index.shape == (13, B)
+    ids = three.dataset_id[batches.index]
+    np.testing.assert_array_equal(step_counts(batches, three.dataset_id, 3), [[3, 3, 2]] * 13)
+    real = batches.weight > 0
+    assert all(set(ids[s][real[s]]) == {0, 1, 2} for s in range(13))  # each step holds all
+    a_rows = np.flatnonzero(three.dataset_id == 0)
+    # a, which needs all 13 steps, is seen once: 39 slots, its 37 rows and 2 weight-0 pads
+    np.testing.assert_array_equal(np.sort(batches.index[real & (ids == 0)]), a_rows)
+    assert (~real).sum() == 2 and set(ids[~real]) == {0}
+    assert batches.weight[real].min() == 1
+    for d, size, draws in ((1, 10, 39), (2, 5, 26)):  # b and c are cycled
+        rows = np.flatnonzero(three.dataset_id == d)
+        assert rows.size == size
+        counts = np.bincount(batches.index[ids == d], minlength=N)[rows]
+        assert counts.sum() == draws and counts.min() >= 1 and counts.max() - counts.min() <= 1
+    np.testing.assert_array_equal(batching.tasks_per_step(batches, three), [2] * 13)
+
+
+def test_every_task_rows_of_a_small_dataset_repeat_only_after_all(three):
+    batches = batching.every_task()(key(1), three, B)
+    for d, share in ((1, 3), (2, 2)):
+        rows = np.flatnonzero(three.dataset_id == d)
+        mine = batches.index[three.dataset_id[batches.index] == d].reshape(-1, share)  # [S, b]
+        assert_cycles(Batches(mine, np.ones(mine.shape, np.float32)), rows)  # after each step
+
+
+def test_every_task_needs_a_slot_per_dataset(three):
+    with pytest.raises(ValueError, match="every_task: batch_size must be >= 3"):
+        batching.every_task()(key(), three, 2)
+    batches = batching.every_task()(key(), three, 3)  # one slot each: 37 steps
+    assert batches.index.shape == (37, 3)
+    np.testing.assert_array_equal(step_counts(batches, three.dataset_id, 3), [[1, 1, 1]] * 37)
+    solo = dataset(20, [SOUND], "solo")  # one dataset: every row once, as mixed does
+    alone = batching.every_task()(key(), solo, B)
+    np.testing.assert_array_equal(np.sort(real_rows(alone)), np.arange(20))
+    assert batching.every_task().__name__ == "every_task"
+
+
+def test_tasks_per_step_counts_tasks_with_a_real_row(three):
+    per_dataset = batching.per_dataset()(key(), three, B)
+    of_dataset = np.array([1, 1, 2])[three.dataset_id[per_dataset.index[:, 0]]]  # c: both
+    np.testing.assert_array_equal(batching.tasks_per_step(per_dataset, three), of_dataset)
+    a, b = np.flatnonzero(three.dataset_id == 0)[0], np.flatnonzero(three.dataset_id == 1)[0]
+    index = np.array([[a, b], [a, a], [b, a]], np.int32)
+    weight = np.array([[1, 1], [1, 1], [0, 1]], np.float32)  # step 2's word row is padding
+    counted = batching.tasks_per_step(Batches(index, weight), three)
+    np.testing.assert_array_equal(counted, [2, 1, 1])
+    assert counted.shape == (3,)
 
 
 # balanced
@@ -241,10 +299,17 @@ def test_a_key_batch_is_refused(three):
 
 
 def test_schedule_from_config(three):
-    assert set(batching.SCHEDULES) == {"mixed", "per_dataset", "balanced", "proportional"}
+    assert set(batching.SCHEDULES) == {
+        "mixed",
+        "per_dataset",
+        "every_task",
+        "balanced",
+        "proportional",
+    }
     assert set(batching.SCHEDULES.values()) == {
         batching.mixed,
         batching.per_dataset,
+        batching.every_task,
         batching.balanced,
         batching.proportional,
     }
@@ -263,7 +328,9 @@ def test_schedule_from_config(three):
     )
     uniform = batching.schedule_from_config("proportional", temperature=50.0, steps=4)
     assert uniform(key(), three, B).index.shape == (4, B)
-    with pytest.raises(ValueError, match="known: balanced, mixed, per_dataset, proportional"):
+    with pytest.raises(
+        ValueError, match="known: balanced, every_task, mixed, per_dataset, proportional"
+    ):
         batching.schedule_from_config("shuffled")
     with pytest.raises(ValueError, match="no option temp; its options: temperature, steps"):
         batching.schedule_from_config("proportional", temp=2.0)
