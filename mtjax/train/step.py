@@ -3,17 +3,20 @@
 The step computes every task's masked mean loss on one fixed-shape batch (rows of
 several datasets and tasks mixed; rows lacking a task and weight-0 padding rows count
 nothing), combines them with a loss combiner and applies an Optax update. Combiners that
-work on per-task gradients get them from one `vmap` over the tasks of a VJP, and the
-model's gradient is then the chain rule through the combined loss,
-`sum_k d total / d loss_k * grad_k`.
+work on per-task gradients (`uses_grads`) get them from one `vmap` over the tasks of a VJP,
+of the *shared* parameters only (as Sener & Koltun 2018, Alg. 2, and the reference
+libraries apply them): the shared parameters' gradient is the chain rule through
+the combined loss, `sum_k d total / d loss_k * grad_k`, and every other parameter (a task's
+head) gets the plain sum's gradient, `sum_k grad_k`, which for task k's own head is
+d L_k / d head_k. Loss-level combiners differentiate the combined loss directly.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import inspect
-from collections.abc import Callable, Sequence
-from typing import Any, NamedTuple
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Literal, NamedTuple
 
 import flax.linen as nn
 import jax
@@ -91,6 +94,53 @@ class TrainingError(FloatingPointError):
 
 # The step
 
+Shared = Callable[[str], bool] | Literal["all"]
+
+
+def not_a_head(name: str) -> bool:
+    """The default `shared=`: a top-level parameter entry is shared unless named `head_*`.
+
+    The built-in models name task t's layers `head_{t}` and `head_{t}_hidden{i}`.
+    """
+    return not name.startswith("head_")
+
+
+def split_shared(params: Any, shared: Shared) -> tuple[Any, dict]:
+    """The model's parameters as (shared, own): top-level entries picked by `shared`.
+
+    Args:
+      params: the model's parameters, a mapping of top-level names to subtrees (a pytree
+        whose leaves may carry a leading task axis).
+      shared: "all", or a predicate on a top-level name.
+
+    Returns:
+      (shared, own): for "all", `params` itself and {}; else two dicts whose union is
+      `params`.
+    """
+    _check_shared(shared)
+    if shared == "all":
+        return params, {}
+    if not isinstance(params, Mapping):
+        raise ValueError(
+            f"shared=: the model's parameters are a {type(params).__name__}, not a mapping of"
+            " top-level names; pass shared='all' to use every parameter"
+        )
+    picked = {name: bool(shared(name)) for name in params}
+    if not any(picked.values()):
+        raise ValueError(
+            f"shared= picks none of the model's top-level parameters {sorted(params)}; a"
+            " gradient-level combiner works on shared parameters (shared='all' uses all)"
+        )
+    return (
+        {name: sub for name, sub in params.items() if picked[name]},
+        {name: sub for name, sub in params.items() if not picked[name]},
+    )
+
+
+def _check_shared(shared: Any) -> None:
+    if shared != "all" and not callable(shared):
+        raise ValueError(f"shared= is 'all' or a predicate on a parameter name, got {shared!r}")
+
 
 def _accepts_train(model: nn.Module) -> bool:
     try:
@@ -124,12 +174,27 @@ def make_train_step(
     tasks: Sequence[Task],
     loss_fns: Sequence[Callable],
     combiner: losses.Combiner,
+    *,
+    shared: Shared = not_a_head,
 ) -> Callable:
     """`step(state, batch, run_key, epoch) -> (state, metrics)`, pure and jittable.
 
-    metrics: loss (combined, scalar), tasks float32 [K] (each task's masked mean),
-    present bool [K], weights float32 [K] (d total / d loss_k).
+    Args:
+      model: the Flax module.
+      tasks: the tasks, in column order.
+      loss_fns: each task's per-row loss.
+      combiner: the loss combiner.
+      shared: for combiners with `uses_grads` only: which top-level parameter entries are
+        shared, a predicate on the name (default `not_a_head`: all but `head_*`). The
+        combiner sees per-task gradients of these alone; every other entry gets the plain
+        sum's gradient (a head, its own task's). "all" gives the combiner every parameter
+        (heads included, each head's gradient then scaled by its task weight).
+
+    Returns:
+      The step; metrics: loss (combined, scalar), tasks float32 [K] (each task's masked
+      mean), present bool [K], weights float32 [K] (d total / d loss_k).
     """
+    _check_shared(shared)
     forward = make_forward(model)
     n_tasks = len(tasks)
 
@@ -170,10 +235,18 @@ def make_train_step(
             grads_K = jax.tree.map(
                 lambda g: g * present_K.reshape((-1,) + (1,) * (g.ndim - 1)), grads_K
             )
+            shared_K, own_K = split_shared(grads_K, shared)
             (total, comb_state), (weights_K, comb_grads) = jax.value_and_grad(
                 combined, argnums=(0, 1), has_aux=True
-            )(losses_K, comb_params, present_K, grads_K)
-            model_grads = jax.tree.map(lambda g: jnp.tensordot(weights_K, g, axes=1), grads_K)
+            )(losses_K, comb_params, present_K, shared_K)
+            model_grads = jax.tree.map(lambda g: jnp.tensordot(weights_K, g, axes=1), shared_K)
+            if shared != "all":
+                # a head's gradient: the plain sum over tasks (absent tasks' rows are 0)
+                both = {**model_grads, **jax.tree.map(lambda g: g.sum(0), own_K)}
+                model_grads = jax.tree.unflatten(
+                    jax.tree.structure(model_params),
+                    jax.tree.leaves({name: both[name] for name in model_params}),
+                )
         else:
 
             def objective(model_params, comb_params):

@@ -10,13 +10,16 @@ a NamedTuple of pure functions, and all memory sits in an explicit state NamedTu
 
 Every `apply` accepts the keywords `present, key, step, epoch, grads, params` (and
 swallows what it does not use). Combiners with `uses_grads` get `grads`: per-task
-gradients, a pytree whose leaves have a leading task axis K. Combiners with
+gradients of the shared parameters (the trainer's `shared=`, by default every parameter
+but the `head_*` ones), a pytree whose leaves have a leading task axis K. Combiners with
 `init_params` get `params`, which the trainer optimises with the model.
 
-Contract with the trainer: the model's gradient is `sum_k (d total / d losses_k) * g_k`,
-so a gradient-based combiner returns `total = sum_k stop_gradient(a_k) * losses_k` with
-the task weights `a` it computed. Every combiner gives absent tasks weight exactly 0,
-normalises over present tasks only, and returns 0 (never NaN) when no task is present.
+Contract with the trainer: the shared parameters' gradient is
+`sum_k (d total / d losses_k) * g_k`, so a gradient-based combiner returns
+`total = sum_k stop_gradient(a_k) * losses_k` with the task weights `a` it computed; each
+head trains on its own task's plain gradient, whatever the weights. Every combiner gives
+absent tasks weight exactly 0, normalises over present tasks only, and returns 0 (never
+NaN) when no task is present.
 """
 
 from __future__ import annotations
@@ -35,7 +38,8 @@ class Combiner(NamedTuple):
       init: n_tasks -> state, a NamedTuple of arrays.
       apply: (losses float32 [K], state, *, present, key, step, epoch, grads, params)
         -> (total float32 [], new state).
-      uses_grads: whether `apply` needs `grads=`, per-task gradients with a leading K axis.
+      uses_grads: whether `apply` needs `grads=`, per-task gradients (of the shared
+        parameters) with a leading K axis.
       init_params: n_tasks -> trainable parameters, given to `apply` as `params=` and
         optimised with the model; None for combiners without any.
     """
