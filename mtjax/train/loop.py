@@ -53,6 +53,7 @@ def fit(
     seed: int = 0,
     validation_fraction: float = 0.1,
     allow_partial_validation: bool = False,
+    shared: steps.Shared = steps.not_a_head,
     progress: bool = True,
     mesh: jax.sharding.Mesh | None = None,
     run: Any = None,
@@ -90,6 +91,9 @@ def fit(
         when needed.
       allow_partial_validation: accept a `validation` set lacking some of train's tasks
         (the epoch is then chosen without them); False refuses it.
+      shared: which parameters gradient-level combiners (gradnorm, pcgrad, cagrad, mgda)
+        act on: by default every top-level entry not named `head_*`, each head then
+        training on its own task's gradient; "all" puts the heads in the surgery too.
       progress: show a progress bar with per-task losses.
       mesh: a device mesh with a "data" axis: batches are split along it, parameters
         and data replicated (data parallelism; batch_size must divide evenly). None
@@ -173,6 +177,7 @@ def fit(
             batches=schedule,
             optimizer=optimizer,
             validation_fraction=validation_fraction,
+            **({"shared": shared} if combiner.uses_grads else {}),
         )
         recorder = run.recorder(config, tasks, max_to_keep=max_to_keep, keep_best=rule.metric)
         restored = recorder.restore(state)
@@ -183,9 +188,9 @@ def fit(
     # The step, and the one epoch runner for the whole run (see `epochs`).
     place = epoch_runners.Placement(mesh, batch_size)
     state = place.replicated(state)
-    step = steps.make_train_step(model, tasks, loss_fns, combiner)
+    step = steps.make_train_step(model, tasks, loss_fns, combiner, shared=shared)
     run_epoch = epoch_runners.epoch_runner(step, train, place, state, run_key, first)
-    conflicts = jax.jit(steps.make_conflicts(model, tasks, loss_fns))  # compiled if called
+    conflicts = jax.jit(steps.make_conflicts(model, tasks, loss_fns, shared=shared))  # if called
 
     # Loop: plan -> run -> summarise -> evaluate -> decide -> record.
     best = None

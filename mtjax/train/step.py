@@ -311,8 +311,17 @@ def scan_is_slow(step: Callable, *example) -> bool:
     return "conv_general_dilated" in str(jaxpr)
 
 
-def make_conflicts(model: nn.Module, tasks: Sequence[Task], loss_fns: Sequence[Callable]):
+def make_conflicts(
+    model: nn.Module,
+    tasks: Sequence[Task],
+    loss_fns: Sequence[Callable],
+    *,
+    shared: Shared = not_a_head,
+):
     """The cosine similarity between every pair of task gradients on one batch.
+
+    Over the shared parameters (`shared`, as in `make_train_step`): a head's gradient
+    belongs to one task and would only pull every cosine towards 0.
 
     Returns:
       `conflicts(params, batch_stats, batch) -> [K, K]` (1 on the diagonal; 0 for absent
@@ -329,7 +338,7 @@ def make_conflicts(model: nn.Module, tasks: Sequence[Task], loss_fns: Sequence[C
 
         losses_K, vjp = jax.vjp(task_losses, params)
         (grads_K,) = jax.vmap(vjp)(jnp.eye(len(tasks), dtype=losses_K.dtype))
-        gram = losses.gram(grads_K)
+        gram = losses.gram(split_shared(grads_K, shared)[0])
         norms = jnp.sqrt(jnp.maximum(jnp.diagonal(gram), 1e-30))
         return gram / (norms[:, None] * norms[None, :])
 

@@ -10,10 +10,12 @@ from mtjax.train.combiners.catalogue import COMBINERS, as_combiner, combiner_fro
 from mtjax.train.combiners.gradient import (
     GradNormState,
     cagrad,
+    conflict_averse_weights,
     flatten_task_grads,
     gradnorm,
     gram,
     mgda,
+    min_norm_weights,
     pcgrad,
 )
 from mtjax.train.combiners.weighting import (
@@ -39,6 +41,7 @@ __all__ = [
     "as_combiner",
     "cagrad",
     "combiner_from_config",
+    "conflict_averse_weights",
     "dwa",
     "dwa_weights",
     "flatten_task_grads",
@@ -46,6 +49,7 @@ __all__ = [
     "gram",
     "mean",
     "mgda",
+    "min_norm_weights",
     "pcgrad",
     "rlw",
     "stateless",
