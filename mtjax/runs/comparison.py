@@ -192,8 +192,9 @@ def paired_test(multi: Sequence[float], single: Sequence[float]) -> tuple[str | 
 
     The Wilcoxon signed-rank test (`scipy.stats.wilcoxon`, its defaults: zero differences
     dropped) for n >= `WILCOXON_MIN_PAIRS` pairs, the paired t-test (`scipy.stats.ttest_rel`)
-    for 2 <= n < that; (None, NaN, NaN) for fewer. Where scipy's answer is undefined (every
-    difference 0) it is NaN.
+    for 2 <= n < that; (None, NaN, NaN) for fewer. Where the answer is undefined it is NaN:
+    every difference 0 for Wilcoxon, and for the t-test differences that are all equal (no
+    spread: rounding alone would otherwise give t = 1e16 and p = 0).
     """
     n = len(multi)
     if n != len(single):
@@ -203,6 +204,10 @@ def paired_test(multi: Sequence[float], single: Sequence[float]) -> tuple[str | 
     from scipy import stats  # slow to import: reading runs without a test needs none
 
     test = "wilcoxon" if n >= WILCOXON_MIN_PAIRS else "paired t"
+    differences = np.asarray(multi, np.float64) - np.asarray(single, np.float64)
+    spread = float(np.ptp(differences)) if differences.size else 0.0
+    if test == "paired t" and spread <= 1e-9 * max(1.0, float(np.abs(differences).max())):
+        return test, math.nan, math.nan
     with warnings.catch_warnings(), np.errstate(all="ignore"):
         warnings.simplefilter("ignore", RuntimeWarning)
         try:

@@ -235,3 +235,16 @@ def test_one_run_per_group_has_no_std_and_no_test(tmp_path):
         s for s in result.text.splitlines() if s.split()[:4] == ["sex", "accuracy", "mt", "st"]
     ]
     assert line.split()[4:] == ["0.5000", "0.2500", "+0.2500", "-", "1", "-"]
+
+
+def test_a_paired_t_test_on_equal_differences_has_no_p_value():
+    # Differences equal up to float rounding: t would be ~1e16 and p ~0, which means nothing.
+    multi = [0.1458333333333333, 0.14583333333333334]
+    single = [0.2708333333333333, 0.2708333333333334]
+    test, statistic, p = comparison.paired_test(multi, single)
+    assert test == "paired t" and math.isnan(statistic) and math.isnan(p)
+    test, statistic, p = comparison.paired_test([0.2, 0.4, 0.3], [0.1, 0.1, 0.2])
+    d = np.array([0.1, 0.3, 0.1])  # by hand: t = mean / (sample std / sqrt(n)), 2 dof
+    t = d.mean() / (d.std(ddof=1) / np.sqrt(3))
+    assert test == "paired t" and statistic == pytest.approx(t) and t == pytest.approx(2.5)
+    assert p == pytest.approx(2 * stats.t.sf(t, 2))
