@@ -373,3 +373,29 @@ def test_short_training_learns_a_separable_toy(name):
     logits = model.apply({"params": params}, x)
     assert float((logits["pitch"].argmax(-1) == pitch).mean()) == 1.0
     assert float(((logits["hum"][:, 0] > 0) == (hum > 0.5)).mean()) == 1.0
+
+
+@pytest.mark.parametrize("norm", ["layer", "batch", None])
+def test_cnn_padding_never_dilutes_a_short_clip(norm):
+    """A 9-frame clip zero-padded to 16 or to 40 frames gives the same logits."""
+    tasks = (Task("word", ("a", "b", "c")),)
+    model = HardSharingCNN(tasks, channels=(4, 8), norm=norm)
+    clip = np.random.default_rng(0).normal(size=(9, 12)).astype(np.float32)
+    short = np.zeros((2, 16, 12), np.float32)
+    long = np.zeros((2, 40, 12), np.float32)
+    short[0, :9], long[0, :9] = clip, clip
+    short[1], long[1, :16] = 1.0, 1.0  # a second, full-length row in the short batch
+    variables = model.init(jax.random.key(0), jnp.asarray(long))
+    out_short = model.apply(variables, jnp.asarray(short))["word"][0]
+    out_long = model.apply(variables, jnp.asarray(long))["word"][0]
+    np.testing.assert_allclose(out_short, out_long, rtol=1e-5, atol=1e-5)
+    # The mean over all frames (the old pooling) would have moved with the padding.
+    valid = models.architectures.valid_frames(jnp.asarray(long))
+    assert valid[0].sum() == 9 and valid[1].sum() == 16
+
+
+def test_valid_frames_of_an_all_padding_row_counts_every_frame():
+    x = np.zeros((2, 5, 3), np.float32)
+    x[0, :2] = 1.0
+    valid = np.asarray(models.architectures.valid_frames(jnp.asarray(x)))
+    np.testing.assert_array_equal(valid, [[1, 1, 0, 0, 0], [1, 1, 1, 1, 1]])

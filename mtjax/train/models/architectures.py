@@ -86,18 +86,42 @@ def _activation(activation: str | Callable) -> Callable[[jax.Array], jax.Array]:
     return ACTIVATIONS[activation]
 
 
-def _normalize(h: jax.Array, norm: str | None, name: str, train: bool) -> jax.Array:
+def _normalize(
+    h: jax.Array, norm: str | None, name: str, train: bool, valid_BxT: jax.Array | None = None
+) -> jax.Array:
     """Normalise `h` [B, ..., C]; scale and bias are per channel C.
 
     "layer": over each sample's every axis but B (for a conv map [B, T, F, C]: the whole
     map, i.e. group norm with one group, as the layer-norm paper applies it to convolutions).
     "batch": over every axis but C, with running averages for evaluation. None: as is.
+    With `valid_BxT` (bool [B, T], for a conv map), statistics cover the valid frames only.
     """
+    mask = None if valid_BxT is None else jnp.broadcast_to(valid_BxT[:, :, None, None], h.shape)
     if norm == "layer":
-        return nn.LayerNorm(reduction_axes=tuple(range(1, h.ndim)), feature_axes=-1, name=name)(h)
+        layer = nn.LayerNorm(reduction_axes=tuple(range(1, h.ndim)), feature_axes=-1, name=name)
+        return layer(h, mask=mask)
     if norm == "batch":
-        return nn.BatchNorm(use_running_average=not train, momentum=0.9, name=name)(h)
+        return nn.BatchNorm(use_running_average=not train, momentum=0.9, name=name)(h, mask=mask)
     return h
+
+
+def valid_frames(x: jax.Array) -> jax.Array:
+    """Bool [B, T]: the frames of x [B, T, F] that are not padding.
+
+    Padding is what mtjax writes past a clip's length: frames whose features are all exactly
+    0 (zero-padded, and kept 0 by scaling). A row with no such frame counts every frame as
+    valid, so no statistic is taken over nothing.
+    """
+    valid_BxT = jnp.any(x != 0, axis=-1)
+    return valid_BxT | ~jnp.any(valid_BxT, axis=1, keepdims=True)
+
+
+def _pooled_valid(valid_BxT: jax.Array, pool: int) -> jax.Array:
+    """The valid frames after `kernels.max_pool` over time: a window is valid if any frame is."""
+    b, t = valid_BxT.shape
+    if t < pool or pool == 1:
+        return valid_BxT
+    return valid_BxT[:, : t - t % pool].reshape(b, t // pool, pool).any(axis=2)
 
 
 def _heads(
@@ -173,8 +197,11 @@ class HardSharingCNN(nn.Module):
     x [B, T, F] is an image with one channel. Each shared block `i` is
     `shared_conv{i}` (kernel x kernel, 'SAME') -> norm `shared_norm{i}` -> relu ->
     max-pool. A block pools an axis only while it is at least `pool` long, so any T >= 1
-    works (a 7-row LogbankSummary, a 1-frame input). The blocks' output is averaged over
-    time (and over frequency too with `global_pool="all"`), flattened, passed through
+    works (a 7-row LogbankSummary, a 1-frame input). Padding frames (all features exactly
+    0, `valid_frames`) are left out of the norms' statistics and of the average, so a short
+    clip padded to a long one's length gives what it gives alone. The blocks' output is
+    averaged over the valid frames (and over frequency too with `global_pool="all"`),
+    flattened, passed through
     dropout, then each task's head: hidden layers `head_{name}_hidden{i}` (relu, dropout)
     and `head_{name}` with n_columns outputs.
 
@@ -240,20 +267,27 @@ class HardSharingCNN(nn.Module):
         _check_x(type(self).__name__, x)
         conv = kernels.resolve_conv(self.conv)
         size = (self.kernel, self.kernel)
+        valid_BxT = valid_frames(x)
         h = x[..., None]  # [B, T, F, 1]
         for i, width in enumerate(self.channels):
             name = f"shared_conv{i}"
             if conv == "stencil_block" and self.norm is None and h.shape[-1] == 1:
                 h = kernels.ConvReluPool(width, size, self.pool, name=name)(h)
-                continue
-            if conv == "xla":
-                h = nn.Conv(width, size, padding="SAME", name=name)(h)
             else:
-                fn = kernels.CONVS[conv] if isinstance(conv, str) else conv
-                h = kernels.Conv2D(width, size, fn, name=name)(h)
-            h = nn.relu(_normalize(h, self.norm, f"shared_norm{i}", train))
-            h = kernels.max_pool(h, self.pool)
-        h = h.mean(axis=(1, 2)) if self.global_pool == "all" else h.mean(axis=1)
+                if conv == "xla":
+                    h = nn.Conv(width, size, padding="SAME", name=name)(h)
+                else:
+                    fn = kernels.CONVS[conv] if isinstance(conv, str) else conv
+                    h = kernels.Conv2D(width, size, fn, name=name)(h)
+                h = nn.relu(_normalize(h, self.norm, f"shared_norm{i}", train, valid_BxT))
+                h = kernels.max_pool(h, self.pool)
+            valid_BxT = _pooled_valid(valid_BxT, self.pool)
+        # Means over the valid frames only: padding never dilutes a short clip.
+        w_BxTx1x1 = valid_BxT.astype(h.dtype)[:, :, None, None]
+        frames_B = jnp.maximum(valid_BxT.sum(axis=1).astype(h.dtype), 1.0)
+        h = (h * w_BxTx1x1).sum(axis=1) / frames_B[:, None, None]  # [B, F', C]
+        if self.global_pool == "all":
+            h = h.mean(axis=1)
         h = h.reshape(h.shape[0], -1)
         h = nn.Dropout(self.dropout, deterministic=not train)(h)
         return _heads(h, self.tasks, self.head_hidden, nn.relu, self.dropout, train)
