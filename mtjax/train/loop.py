@@ -173,9 +173,11 @@ def fit(
             epochs=epochs,
             batch_size=batch_size,
             seed=seed,
-            combine=combine,
+            combine=combine if combine is not None else "sum",
             batches=schedule,
-            optimizer=optimizer,
+            optimizer=optimizer
+            if optimizer is not None
+            else states.default_optimizer_config(epochs, steps_per_epoch),
             validation_fraction=validation_fraction,
             **({"shared": shared} if combiner.uses_grads else {}),
         )
@@ -346,8 +348,8 @@ def _jsonable(value):
 
 def _describe(value) -> Any:
     """A JSON description of a setting: plain values as they are, functions by name."""
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
+    if value is None or isinstance(value, (bool, int, float, str, dict, list, tuple)):
+        return _jsonable(value)
     name = getattr(value, "__qualname__", None) or getattr(value, "__name__", None)
     if name is not None:
         return f"{getattr(value, '__module__', '?')}.{name}"

@@ -57,20 +57,49 @@ def create_train_state(
     ).replace(step=jnp.int32(0))
 
 
+PEAK_LEARNING_RATE = 1e-3
+END_LEARNING_RATE = 1e-5
+WEIGHT_DECAY = 1e-4
+
+
+def _schedule_steps(epochs: int, steps_per_epoch: int) -> tuple[int, int]:
+    """(warm-up steps, total steps): one epoch of warm-up, at most a tenth of training."""
+    total = max(epochs * steps_per_epoch, 2)
+    return max(1, min(steps_per_epoch, total // 10)), total
+
+
 def default_learning_rate(epochs: int, steps_per_epoch: int) -> optax.Schedule:
     """The default optimizer's learning rate at each step.
 
-    A linear warm-up from 0 to 1e-3 over one epoch (at most a tenth of training), then
-    cosine decay to 1e-5 at the end of `epochs`.
+    A linear warm-up from 0 to `PEAK_LEARNING_RATE` over one epoch (at most a tenth of
+    training), then cosine decay to `END_LEARNING_RATE` at the end of `epochs`.
     """
-    total = max(epochs * steps_per_epoch, 2)
-    warmup = max(1, min(steps_per_epoch, total // 10))
-    return optax.warmup_cosine_decay_schedule(0.0, 1e-3, warmup, total, end_value=1e-5)
+    warmup, total = _schedule_steps(epochs, steps_per_epoch)
+    return optax.warmup_cosine_decay_schedule(
+        0.0, PEAK_LEARNING_RATE, warmup, total, end_value=END_LEARNING_RATE
+    )
 
 
 def default_optimizer(epochs: int, steps_per_epoch: int) -> optax.GradientTransformation:
-    """AdamW (weight decay 1e-4) at `default_learning_rate(epochs, steps_per_epoch)`."""
-    return optax.adamw(default_learning_rate(epochs, steps_per_epoch), weight_decay=1e-4)
+    """AdamW (weight decay `WEIGHT_DECAY`) at `default_learning_rate(...)`."""
+    return optax.adamw(default_learning_rate(epochs, steps_per_epoch), weight_decay=WEIGHT_DECAY)
+
+
+def default_optimizer_config(epochs: int, steps_per_epoch: int) -> dict[str, Any]:
+    """What `default_optimizer(epochs, steps_per_epoch)` is, as JSON values for config.json."""
+    warmup, total = _schedule_steps(epochs, steps_per_epoch)
+    return {
+        "name": "adamw",
+        "weight_decay": WEIGHT_DECAY,
+        "learning_rate": {
+            "schedule": "warmup_cosine_decay",
+            "init": 0.0,
+            "peak": PEAK_LEARNING_RATE,
+            "warmup_steps": warmup,
+            "decay_steps": total,
+            "end": END_LEARNING_RATE,
+        },
+    }
 
 
 def learning_rate(state: TrainState, schedule: optax.Schedule | None) -> float | None:

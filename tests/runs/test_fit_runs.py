@@ -170,3 +170,25 @@ def test_evaluate_a_saved_run_without_the_model_object(tmp_path):
     with pytest.raises(ValueError, match="pass model="):
         mt.evaluate(custom, tst)
     assert "word" in mt.evaluate(custom, tst, model=Local(trn.tasks), epoch=0)
+
+
+def test_config_records_the_resolved_defaults(tmp_path):
+    trn = three_datasets(n=60)
+    run = runs.Run(tmp_path, "defaults")
+    mt.fit(SmallNet(trn.tasks), trn, epochs=3, run=run, progress=False, early_stop=None)
+    config = runs.read_config(run)
+    steps = -(-len(trn) // 32)  # the default batch of 32, mixed(): every row once
+    assert config["combine"] == "sum"
+    assert config["optimizer"] == {
+        "name": "adamw",
+        "weight_decay": 1e-4,
+        "learning_rate": {
+            "schedule": "warmup_cosine_decay",
+            "init": 0.0,
+            "peak": 1e-3,
+            "warmup_steps": 1,  # one epoch, but at most a tenth of the 3 x 6 steps
+            "decay_steps": 3 * steps,
+            "end": 1e-5,
+        },
+    }
+    assert steps == 6 and config["chosen_epoch"] == 2 and config["chosen_by"] == "last epoch"
