@@ -207,7 +207,11 @@ def fit(
     )
     for epoch in bar:
         started = time.perf_counter()
-        planned = schedule(jax.random.fold_in(schedule_key, epoch), train, batch_size)
+        planned = (
+            first
+            if epoch == 0
+            else schedule(jax.random.fold_in(schedule_key, epoch), train, batch_size)
+        )
         schedules.check_batches(planned, len(train), batch_size)
         previous = state
         state, step_metrics = run_epoch(state, planned, epoch)
