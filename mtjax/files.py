@@ -23,6 +23,28 @@ def named_error(err: OSError, message: str) -> OSError:
     )
 
 
+def file_part(value: str, what: str) -> str:
+    """`value` if it can be one file or folder name; else ValueError naming `what`.
+
+    The one check for names that become parts of a path (a dataset, run, experiment, task or
+    split name): not empty, not "." or "..", no slash, backslash or NUL, no leading or trailing
+    whitespace, at most 200 characters.
+    """
+    if not isinstance(value, str):
+        raise ValueError(f"{what} must be a string, got {type(value).__name__}")
+    if (
+        value in ("", ".", "..")
+        or any(c in value for c in "/\\\0")
+        or value != value.strip()
+        or len(value) > 200
+    ):
+        raise ValueError(
+            f"{what} {value!r} cannot name a file or folder: use 1-200 characters without"
+            " '/', '\\', NUL or surrounding spaces, and not '.' or '..'"
+        )
+    return value
+
+
 def writable_folder(path: Path) -> Path:
     """`path` as a folder that exists and can be written, made with its parents if needed.
 

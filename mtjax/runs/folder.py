@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from mtjax import files
+from mtjax.files import file_part
 from mtjax.tasks import Task
 from mtjax.train import history as records
 
@@ -136,13 +137,6 @@ def _read_json(path: Path, what: str) -> Any:
         return json.loads(text)
     except json.JSONDecodeError as err:
         raise ValueError(f"{path} is not valid JSON ({what}): {err}") from None
-
-
-def file_part(value: str, what: str) -> str:
-    """`value` if it can be one file or folder name (no separator, ".", ".."); else ValueError."""
-    if value in ("", ".", "..") or "/" in value or "\\" in value or "\0" in value:
-        raise ValueError(f"{what} {value!r} cannot name a file: no '/', '\\', NUL, '.' or '..'")
-    return value
 
 
 def write_config(run: Run, config: Mapping[str, Any]) -> Path:
