@@ -165,7 +165,9 @@ class DiskArray:
                     values = values * scaling.mult[cell] + scaling.add[cell]
                 else:
                     values = values * scaling.mult + scaling.add
-            if len(sel) == len(rows):
+            if np.all(count == self.length):  # no padding: the rows are whole blocks
+                out[sel] = values.reshape(len(sel), self.length, self.n_features)
+            elif len(sel) == len(rows):
                 out[valid] = values
             else:
                 block = np.zeros([len(sel), self.length, self.n_features], np.float32)

@@ -5,15 +5,26 @@ whole large folios around each touched row), so a pass over a dataset larger tha
 memory grows the process towards the dataset's size. `NpyRows` reads each run of
 consecutive rows with one `pread` into a buffer the caller owns: the process holds
 what the caller holds, and repeated reads are served from the kernel's page cache.
-Safe to send to worker processes: each opens its own descriptor.
+
+Many short runs (shuffled batches of small rows) would cost a system call each, so they
+are gathered instead through a read-only map of the file, whose pages are released from
+the process (`madvise(MADV_DONTNEED)`, the kernel's page cache keeps them) after every
+`RELEASE_BYTES` gathered: the process still holds at most that much of the file.
+Measured (2-core CPU, 375 shuffled batches of 64 rows of 7 x 24 float32): 7 ms mapped vs
+44 ms with one `pread` per run; rows of 101 x 40: 20 ms vs 23 ms.
+Safe to send to worker processes: each opens its own descriptor and map.
 """
 
 from __future__ import annotations
 
+import mmap
 import os
 from pathlib import Path
 
 import numpy as np
+
+MAPPED_SPAN_BYTES = 256 * 2**10  # runs shorter than this on average are gathered mapped
+RELEASE_BYTES = 64 * 2**20  # mapped pages are released after this many bytes gathered
 
 
 class NpyRows:
@@ -49,6 +60,9 @@ class NpyRows:
             raise ValueError(f"{self.path}: file is shorter than its header says")
         self._fd: int | None = None
         self._pid = -1
+        self._map: mmap.mmap | None = None
+        self._mapped: np.ndarray | None = None
+        self._gathered = 0
 
     def __len__(self) -> int:
         return self.shape[0]
@@ -61,13 +75,41 @@ class NpyRows:
 
     def __del__(self, _getpid=os.getpid, _close=os.close):  # os may be gone at exit
         if getattr(self, "_fd", None) is not None and self._pid == _getpid():
+            self._mapped = None
+            if self._map is not None:
+                try:  # noqa: SIM105 (module globals may be gone at exit)
+                    self._map.close()
+                except BufferError:  # a gathered view is still alive; the map closes with it
+                    pass
             _close(self._fd)
 
     def _descriptor(self) -> int:
         if self._fd is None or self._pid != os.getpid():
             self._fd = os.open(self.path, os.O_RDONLY)
             self._pid = os.getpid()
+            self._map, self._mapped, self._gathered = None, None, 0
         return self._fd
+
+    def _rows_mapped(self) -> np.ndarray:
+        """The file's rows as a read-only array over a map of the file [rows, columns]."""
+        fd = self._descriptor()
+        if self._mapped is None:
+            self._map = mmap.mmap(fd, 0, prot=mmap.PROT_READ)
+            self._mapped = np.frombuffer(
+                self._map, self.dtype, self.shape[0] * self.shape[1], self._data_offset
+            ).reshape(self.shape)
+        return self._mapped
+
+    def _gather_mapped(self, out: np.ndarray, starts: np.ndarray, counts: np.ndarray) -> None:
+        """Rows of many short spans into `out`, through the map; releases its pages often."""
+        total = len(out)
+        span = np.repeat(np.arange(len(starts)), counts)
+        within = np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts)
+        np.take(self._rows_mapped(), starts[span] + within, axis=0, out=out, mode="clip")
+        self._gathered += out.nbytes
+        if self._gathered >= RELEASE_BYTES and self._map is not None:
+            self._map.madvise(mmap.MADV_DONTNEED)
+            self._gathered = 0
 
     def read(self, start: int, count: int) -> np.ndarray:
         """Rows `start : start + count` as a new array [count, columns]."""
@@ -88,6 +130,11 @@ class NpyRows:
         run_counts = (
             np.add.reduceat(counts, np.concatenate([[0], joined])) if len(starts) else counts
         )
+        if len(run_starts) > 1 and out.nbytes < MAPPED_SPAN_BYTES * len(run_starts):
+            if run_starts.min() < 0 or (run_starts + run_counts).max() > self.shape[0]:
+                raise IndexError(f"rows outside {self.shape[0]} rows")
+            self._gather_mapped(out, starts, counts)
+            return out
         position = 0
         for start, count in zip(run_starts.tolist(), run_counts.tolist()):
             self._read_into(out[position : position + count], start)

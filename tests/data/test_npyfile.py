@@ -44,3 +44,24 @@ def test_out_of_range_and_bad_files(written, tmp_path):
     (tmp_path / "cut.npy").write_bytes(data[: len(data) - 40])
     with pytest.raises(ValueError, match="shorter than its header"):
         NpyRows(tmp_path / "cut.npy")
+
+
+def test_many_short_spans_are_gathered_mapped_and_released(tmp_path, rng, monkeypatch):
+    """Shuffled short spans (the mapped path) and long ones (one pread each) give the same
+    rows; the map's pages are released after every RELEASE_BYTES gathered."""
+    from mtjax.data import npyfile
+
+    array = rng.standard_normal([3000, 24]).astype(np.float32)
+    np.save(tmp_path / "b.npy", array)
+    rows = NpyRows(tmp_path / "b.npy")
+    monkeypatch.setattr(npyfile, "RELEASE_BYTES", 20_000)
+    for _ in range(30):
+        starts = np.sort(rng.choice(2993, 64, replace=False))
+        counts = rng.integers(0, 8, 64)
+        expected = np.concatenate([array[s : s + c] for s, c in zip(starts, counts)])
+        np.testing.assert_array_equal(rows.read_spans(starts, counts), expected)
+        assert rows._gathered < 20_000
+    long = rows.read_spans(np.array([0, 2000]), np.array([900, 1000]))
+    np.testing.assert_array_equal(long, np.concatenate([array[:900], array[2000:3000]]))
+    with pytest.raises(IndexError):
+        rows.read_spans(np.array([5, 2995]), np.array([2, 6]))
