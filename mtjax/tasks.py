@@ -11,6 +11,8 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
+from mtjax.files import file_part
+
 KINDS = ("binary", "multiclass", "multilabel")
 
 
@@ -36,6 +38,7 @@ class Task:
         object.__setattr__(self, "labels", tuple(str(label) for label in self.labels))
         if not self.name:
             raise ValueError("a task needs a non-empty name")
+        file_part(self.name, "task name")  # it names report files and plots
         if self.kind not in KINDS:
             raise ValueError(f"task {self.name!r}: kind {self.kind!r} is not one of {KINDS}")
         if len(set(self.labels)) != len(self.labels):

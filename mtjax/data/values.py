@@ -92,6 +92,10 @@ class TaskDataset:
           ids: N strings; default "0", "1", ...
           name: the dataset's name, as errors and `concat` show it.
           extraction: key of the extraction that made `x`; `concat` requires equal keys.
+
+        Raises:
+          ValueError: NaN or inf in `x` or `y`, or targets that are not labels
+            (see `_check_targets`), naming the rows; shapes that do not fit.
         """
         if isinstance(x, DiskArray):
             if lengths is None:
@@ -134,11 +138,17 @@ class TaskDataset:
                 raise ValueError(f"expected {n} rows, got an array of shape {out.shape}")
             return out
 
+        has_task = column(has_task, np.ones([n, len(tasks)], bool), bool)
+        if has_task.shape != (n, len(tasks)):
+            raise ValueError(
+                f"dataset {name!r}: has_task must be [{n}, {len(tasks)}], got {has_task.shape}"
+            )
+        _check_targets(y, has_task, tasks, name)
         return cls(
             x=x,
             lengths=column(lengths, np.full(n, x.shape[1]), np.int32),
             y=y,
-            has_task=column(has_task, np.ones([n, len(tasks)], bool), bool),
+            has_task=has_task,
             groups=column(groups, rows, np.int32),
             folds=column(folds, np.full(n, -1), np.int32),
             clip=rows,
@@ -147,6 +157,43 @@ class TaskDataset:
             name=name,
             extraction=extraction,
         )
+
+
+def _check_targets(
+    y: np.ndarray, has_task: np.ndarray, tasks: Sequence[Task], name: str = "dataset"
+) -> None:
+    """Refuses targets that are not labels, naming the first rows and how many there are.
+
+    Args:
+      y: float [N, C], target columns in `tasks` order.
+      has_task: bool [N, K], the rows each task labels.
+      tasks: the K tasks.
+      name: the dataset, for the message.
+
+    Raises:
+      ValueError: a NaN or inf anywhere in `y` (a masked loss of NaN is NaN); in a row a
+        task labels, a value of its columns other than 0 and 1, or a multiclass row
+        without exactly one 1.
+    """
+
+    def refuse(rows: np.ndarray, what: str) -> None:
+        (found,) = np.nonzero(rows)
+        if found.size:
+            shown = ", ".join(map(str, found[:10].tolist())) + (", ..." if found.size > 10 else "")
+            raise ValueError(f"dataset {name!r}: {what} in {found.size} row(s): [{shown}]")
+
+    refuse(~np.isfinite(y).all(axis=1), "y has NaN or inf values")
+    for k, (task, columns) in enumerate(zip(tasks, task_slices(tasks).values())):
+        part, labelled = y[:, columns], has_task[:, k]
+        refuse(
+            labelled & ~((part == 0) | (part == 1)).all(axis=1),
+            f"task {task.name!r}: y has values other than 0 and 1",
+        )
+        if task.kind == "multiclass":
+            refuse(
+                labelled & (part.sum(axis=1) != 1),
+                f"task {task.name!r} (multiclass): y has no single 1 (one-hot)",
+            )
 
 
 @struct.dataclass

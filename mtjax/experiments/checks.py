@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from mtjax import files
 from mtjax.experiments import registry
 
 # What a factory raises for a bad value: TypeError, ValueError (ReaderError, LabelError, ...),
@@ -80,6 +81,13 @@ class Checker:
         if not isinstance(value, bool):
             raise self.fail(path, f"expected true or false, got {value!r} ({_type(value)})")
         return value
+
+    def file_part(self, value: Any, path: str, what: str) -> str:
+        """`value`, a name that becomes one part of a path (`mtjax.files.file_part`)."""
+        try:
+            return files.file_part(value, what)
+        except ValueError as err:
+            raise self.fail(path, str(err)) from None
 
     def path(self, value: Any, path: str) -> Path:
         """A path string, resolved against `base` when relative."""

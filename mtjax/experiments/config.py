@@ -140,7 +140,8 @@ class Experiment:
     """One checked experiment; sections are read-only mappings in normalised form.
 
     Attributes:
-      name: the runs' folder under `output`, a relative one ("a/b" allowed).
+      name: the runs' folder under `output`, a relative one ("a/b" allowed); each part, and
+        each dataset's name, passes `mtjax.files.file_part` (no "..", slash or backslash).
       output: folder of the runs (absolute). cache: feature cache folder, or None.
       seed, folds, run_folds, jobs, in_memory, max_frames, on_error: as in the file.
       seeds: the seeds to run, each a separate run of every point and fold (`seed` alone
@@ -243,9 +244,7 @@ def parse(
     raw = c.table(raw, "(top level)")
     c.keys(raw, TOP_KEYS, "", "the top level")
     modules = _modules(c, raw.get("modules", []))
-    name = c.string(raw.get("name", Path(source).stem), "name")
-    if not name or name.startswith("/") or "\\" in name or ".." in Path(name).parts:
-        raise c.fail("name", f"{name!r} must be a relative folder name, without '..' or '\\'")
+    name = _folder_name(c, c.string(raw.get("name", Path(source).stem), "name"))
     output = c.path(raw.get("output", "runs"), "output")
     cache = raw.get("cache", str(output / "cache"))
     run_folds, jobs, max_frames = raw.get("run_folds"), raw.get("jobs"), raw.get("max_frames")
@@ -273,6 +272,13 @@ def parse(
         source=source,
         base=c.base,
     )
+
+
+def _folder_name(c: checks.Checker, name: str) -> str:
+    """`name`, a relative folder of one or more parts ("a/b"), each a `files.file_part`."""
+    for part in name.split("/"):
+        c.file_part(part, "name", f"experiment name {name!r}: part")
+    return name
 
 
 def _seeds(c: checks.Checker, value: Any, seed: int, sweep: Mapping) -> tuple[int, ...]:
@@ -342,8 +348,7 @@ def _datasets(c: checks.Checker, raw: Mapping) -> list[dict]:
                     "the demo datasets share one folder (output/data):"
                     " give them one scale and seed",
                 )
-        if not isinstance(spec["name"], str) or not spec["name"] or "/" in spec["name"]:
-            raise c.fail(f"{path}.name", f"{spec['name']!r} cannot name a folder")
+        c.file_part(spec["name"], f"{path}.name", "dataset name")
         if spec["name"] in names:
             raise c.fail(
                 f"{path}.name",

@@ -145,6 +145,7 @@ def train(c: checks.Checker, raw: Mapping) -> dict:
     out["early_stop"] = _early_stop(c, raw.get("early_stop", "default"))
     loss = dict(c.table(raw.get("loss", {}), "train.loss"))
     for task, fn in loss.items():
+        c.file_part(task, f"train.loss.{task}", "task name")
         c.string(fn, f"train.loss.{task}", sorted(LOSSES))
     out["loss"] = loss
     keep = raw.get("max_to_keep")

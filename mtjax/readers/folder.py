@@ -12,6 +12,7 @@ Speech Commands is this layout plus two list files that name the validation and 
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import re
 from collections.abc import Callable, Iterator
@@ -19,6 +20,11 @@ from pathlib import Path
 
 from mtjax.readers.base import AUDIO_SUFFIXES, Item, ReaderError, existing_root, inside_root
 from mtjax.tasks import Task
+
+log = logging.getLogger("mtjax")
+# (root, dropped, kept) empty class folders already warned of: once per process, not once
+# per `tasks`/`items()` call.
+_WARNED: set[tuple[Path, tuple[str, ...], tuple[str, ...]]] = set()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -29,9 +35,16 @@ class FolderReader:
     labels are the class folder names, sorted. Items come class by class, and inside a class
     sorted by path, so the order never depends on the file system.
 
+    A class folder without audio files is left out of the labels, with a warning naming it
+    (logger "mtjax"; once per process): a label no clip has would only drag macro averages.
+    When `task` is a `Task` that lists it, it stays a label (the task says so), with a
+    warning too. When every class folder is empty, `tasks` keeps them all and `items()`
+    raises ReaderError.
+
     Attributes:
       root: the dataset folder (stored absolute); FileNotFoundError when it does not exist.
-      task: the task's name, or a `Task` whose labels must include every class folder.
+      task: the task's name, or a `Task` whose labels must include every class folder
+        that holds audio.
       name: the dataset's name; the root folder's name by default.
       kind: kind of the inferred task when `task` is a name. "binary" needs exactly two
         folders, and the second in sorted order is the positive label (pass a `Task` to choose).
@@ -97,6 +110,7 @@ class FolderReader:
             )
 
     def _class_names(self) -> list[str]:
+        """The class folders holding audio, and empty ones `task` lists; warns of empty ones."""
         names = sorted(
             p.name
             for p in self.root.iterdir()
@@ -107,7 +121,30 @@ class FolderReader:
                 f"{self.root}: no class folders (one sub-folder per class expected; hidden"
                 f" folders and {list(self.exclude)} are skipped)"
             )
-        return names
+        empty = [n for n in names if not holds_audio(self.root / n, self.suffixes)]
+        if len(empty) == len(names):  # nothing to tell apart: `items()` says there is no audio
+            return names
+        listed = self.task.labels if isinstance(self.task, Task) else ()
+        kept = tuple(n for n in empty if n in listed)
+        dropped = tuple(n for n in empty if n not in listed)
+        if empty and (self.root, dropped, kept) not in _WARNED:
+            _WARNED.add((self.root, dropped, kept))
+            if dropped:
+                log.warning(
+                    "%s: class folder(s) %s hold no audio files (%s): left out of the labels",
+                    self.root,
+                    list(dropped),
+                    ", ".join(self.suffixes),
+                )
+            if kept:
+                log.warning(
+                    "%s: class folder(s) %s hold no audio files: kept as labels, as task %r"
+                    " lists them, but no clip has them",
+                    self.root,
+                    list(kept),
+                    getattr(self.task, "name", self.task),
+                )
+        return [n for n in names if n not in dropped]
 
     def _task(self, names: list[str]) -> Task:
         if isinstance(self.task, Task):
@@ -162,6 +199,28 @@ def audio_files(folder: Path, suffixes: tuple[str, ...] = AUDIO_SUFFIXES) -> lis
                 found.append(os.path.join(directory, name))
     top = len(str(folder)) + 1
     return sorted(found, key=lambda path: path[top:].replace(os.sep, "/"))
+
+
+def holds_audio(folder: Path, suffixes: tuple[str, ...] = AUDIO_SUFFIXES) -> bool:
+    """Whether an audio file (not hidden, in no hidden folder) is anywhere below `folder`.
+
+    Stops at the first one found, so a full folder costs one directory read.
+    """
+    pending = [folder]
+    while pending:
+        try:
+            with os.scandir(pending.pop()) as entries:
+                for entry in entries:
+                    if entry.name.startswith("."):
+                        continue
+                    if entry.is_dir():  # as `audio_files` (os.walk): linked folders not entered
+                        if not entry.is_symlink():
+                            pending.append(Path(entry.path))
+                    elif os.path.splitext(entry.name)[1].lower() in suffixes:
+                        return True
+        except OSError:  # an unreadable folder, skipped as os.walk skips it
+            continue
+    return False
 
 
 def read_list(root: Path, list_name: str) -> list[tuple[Path, str]]:

@@ -74,7 +74,7 @@ def evaluate(
     data: MultiTaskData | TaskDataset,
     *,
     epoch: int | None = None,
-    model: nn.Module | None = None,
+    model: nn.Module | type | None = None,
     batch_size: int = 256,
     threshold: float = 0.5,
     split: str = "evaluation",
@@ -88,7 +88,9 @@ def evaluate(
         the run under `split`.
       data: rows to evaluate; tasks the model was not trained on are refused.
       epoch: with a run, the one epoch to evaluate; None evaluates every saved epoch.
-      model: with a run whose model mtjax cannot rebuild (a user's module), the module.
+      model: with a run of a user's model: the module, or its class (rebuilt with the
+        run's recorded settings). A run folder never chooses code: only mtjax's own
+        models are rebuilt from its config.json alone.
       batch_size: rows per forward pass.
       threshold: probability above which a multilabel or binary label is predicted.
       split: the name the run's reports are written under.

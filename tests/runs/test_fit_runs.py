@@ -160,7 +160,9 @@ def test_evaluate_a_saved_run_without_the_model_object(tmp_path):
         mt.evaluate(run, tst, epoch=5)
     importable = runs.Run(tmp_path, "importable")  # a user's module that can be imported
     mt.fit(SmallNet(trn.tasks), trn, epochs=1, run=importable, progress=False, early_stop=None)
-    assert "word" in mt.evaluate(importable, tst, epoch=0)
+    with pytest.raises(ValueError, match="not a known model"):
+        mt.evaluate(importable, tst, epoch=0)  # a run folder never chooses code
+    assert "word" in mt.evaluate(importable, tst, epoch=0, model=SmallNet)
 
     class Local(SmallNet):  # defined where no import can find it
         pass
