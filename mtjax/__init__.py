@@ -35,6 +35,7 @@ _NAMES = {
     "limit": "mtjax.data.prepare",
     "read": "mtjax.audio.cache",
     "fit": "mtjax.train.loop",
+    "Augment": "mtjax.train.augment",
     "evaluate": "mtjax.train.evaluation",
     "predict": "mtjax.train.evaluation",
     "Trained": "mtjax.train.step",
@@ -56,6 +57,7 @@ _NAMES = {
     "losses": "mtjax.train.losses:",
     "combiners": "mtjax.train.combiners:",
     "batching": "mtjax.train.schedules:",
+    "augment": "mtjax.train.augment:",
     "early_stopping": "mtjax.train.stopping:",
     "metrics": "mtjax.train.metrics:",
 }

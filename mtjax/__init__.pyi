@@ -23,12 +23,14 @@ from mtjax.data.values import TaskDataset as TaskDataset
 from mtjax.data.values import concat as concat
 from mtjax.runs.folder import Run as Run
 from mtjax.tasks import Task as Task
+from mtjax.train import augment as augment
 from mtjax.train import combiners as combiners
 from mtjax.train import losses as losses
 from mtjax.train import metrics as metrics
 from mtjax.train import models as models
 from mtjax.train import schedules as batching
 from mtjax.train import stopping as early_stopping
+from mtjax.train.augment import Augment as Augment
 from mtjax.train.evaluation import evaluate as evaluate
 from mtjax.train.evaluation import predict as predict
 from mtjax.train.loop import fit as fit
@@ -37,6 +39,7 @@ from mtjax.train.step import Trained as Trained
 __version__: str
 
 __all__ = [
+    "Augment",
     "DiskArray",
     "MultiTaskData",
     "Run",
@@ -45,6 +48,7 @@ __all__ = [
     "TaskDataset",
     "Trained",
     "audio",
+    "augment",
     "batching",
     "cli",
     "combiners",

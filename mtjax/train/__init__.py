@@ -1,10 +1,10 @@
 """Training: schedules, models, per-task losses, combiners, the step, fit, evaluation.
 
-schedules (which rows each step sees) -> models -> losses (masked per-task means) ->
-combiners (task losses to one) -> step (the jitted train step) -> state (the initial state,
-the default optimizer) -> epochs (the epoch runner) -> history (the flat per-epoch record)
--> stopping (rules over the history) -> metrics (per-task reports) -> evaluation
-(`evaluate`, `predict`) -> loop (`fit`).
+schedules (which rows each step sees) -> augment (on-device batch augmentation) -> models
+-> losses (masked per-task means) -> combiners (task losses to one) -> step (the jitted
+train step) -> state (the initial state, the default optimizer) -> epochs (the epoch
+runner) -> history (the flat per-epoch record) -> stopping (rules over the history) ->
+metrics (per-task reports) -> evaluation (`evaluate`, `predict`) -> loop (`fit`).
 
 Names are imported on first use: `history` and `metrics`, which the run folders read
 with, import no JAX.
@@ -17,6 +17,7 @@ from typing import Any
 from mtjax import _lazy
 
 _NAMES = {
+    "augment": "mtjax.train.augment:",
     "combiners": "mtjax.train.combiners:",
     "epochs": "mtjax.train.epochs:",
     "history": "mtjax.train.history:",
@@ -35,6 +36,7 @@ _NAMES = {
     "create_train_state": "mtjax.train.state",
     "default_learning_rate": "mtjax.train.state",
     "default_optimizer": "mtjax.train.state",
+    "Augment": "mtjax.train.augment",
     "Batch": "mtjax.train.step",
     "TrainState": "mtjax.train.step",
     "Trained": "mtjax.train.step",
@@ -42,10 +44,12 @@ _NAMES = {
 }
 
 __all__ = [
+    "Augment",
     "Batch",
     "TrainState",
     "Trained",
     "TrainingError",
+    "augment",
     "carve_validation",
     "combiners",
     "create_train_state",

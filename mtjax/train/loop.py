@@ -29,6 +29,7 @@ from mtjax.train import history as records
 from mtjax.train import losses, models, schedules, settings, stopping
 from mtjax.train import state as states
 from mtjax.train import step as steps
+from mtjax.train.augment import Augment
 from mtjax.train.evaluation import evaluate
 from mtjax.train.step import Trained, TrainingError, TrainState
 
@@ -52,6 +53,7 @@ def fit(
     validation_fraction: float = 0.1,
     allow_partial_validation: bool = False,
     shared: steps.Shared = steps.not_a_head,
+    augment: Augment | None = None,
     progress: bool = True,
     mesh: jax.sharding.Mesh | None = None,
     run: Any = None,
@@ -92,6 +94,9 @@ def fit(
       shared: which parameters gradient-level combiners (gradnorm, pcgrad, cagrad, mgda)
         act on: by default every top-level entry not named `head_*`, each head then
         training on its own task's gradient; "all" puts the heads in the surgery too.
+      augment: on-device augmentation of every training batch inside the jitted step
+        (`mt.Augment`: time shift, SpecAugment masks, mixup), drawn from `seed`;
+        None trains on the batches as they are.
       progress: show a progress bar with per-task losses.
       mesh: a device mesh with a "data" axis: batches are split along it, parameters
         and data replicated (data parallelism; batch_size must divide evenly). None
@@ -126,6 +131,7 @@ def fit(
     validation = None if validation is None else values.as_multi(validation, "validation")
     if len(train) == 0:
         raise ValueError("the training split is empty")
+    check_train_tasks(train)
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     tasks = train.tasks
@@ -177,6 +183,7 @@ def fit(
             if optimizer is not None
             else states.default_optimizer_config(epochs, steps_per_epoch),
             validation_fraction=validation_fraction,
+            augment=augment.to_json() if augment else None,
             **({"shared": shared} if combiner.uses_grads else {}),
         )
         recorder = run.recorder(config, tasks, max_to_keep=max_to_keep, keep_best=rule.metric)
@@ -188,7 +195,7 @@ def fit(
     # The step, and the one epoch runner for the whole run (see `epochs`).
     place = epoch_runners.Placement(mesh, batch_size)
     state = place.replicated(state)
-    step = steps.make_train_step(model, tasks, loss_fns, combiner, shared=shared)
+    step = steps.make_train_step(model, tasks, loss_fns, combiner, shared=shared, augment=augment)
     run_epoch = epoch_runners.epoch_runner(step, train, place, state, run_key, first)
     conflicts = jax.jit(steps.make_conflicts(model, tasks, loss_fns, shared=shared))  # if called
 
@@ -309,6 +316,21 @@ def default_model(data: MultiTaskData) -> nn.Module:
     if data.x.shape[1] < 8:
         return models.HardSharingDNN(data.tasks)
     return models.HardSharingCNN(data.tasks)
+
+
+def check_train_tasks(train: MultiTaskData) -> None:
+    """Refuses training data with a task that has no rows: its head would stay untrained.
+
+    Raises:
+      ValueError naming the tasks without training rows.
+    """
+    rows = np.asarray(train.has_task, bool).sum(0)
+    empty = [t.name for t, n in zip(train.tasks, rows) if not n]
+    if empty:
+        raise ValueError(
+            f"fit: task(s) {empty} have no training rows, so their heads would stay untrained"
+            " and their test metrics mean nothing; drop them from the data or give them rows"
+        )
 
 
 def check_validation_tasks(train: MultiTaskData, validation: MultiTaskData) -> None:

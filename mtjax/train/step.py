@@ -24,7 +24,9 @@ import jax.numpy as jnp
 from flax.training import train_state
 
 from mtjax.tasks import Task
+from mtjax.train import augment as augmentation
 from mtjax.train import losses
+from mtjax.train.augment import Augment
 
 
 class Batch(NamedTuple):
@@ -176,6 +178,7 @@ def make_train_step(
     combiner: losses.Combiner,
     *,
     shared: Shared = not_a_head,
+    augment: Augment | None = None,
 ) -> Callable:
     """`step(state, batch, run_key, epoch) -> (state, metrics)`, pure and jittable.
 
@@ -189,6 +192,8 @@ def make_train_step(
         combiner sees per-task gradients of these alone; every other entry gets the plain
         sum's gradient (a head, its own task's). "all" gives the combiner every parameter
         (heads included, each head's gradient then scaled by its task weight).
+      augment: on-device augmentation of each batch before the forward pass
+        (`mtjax.train.augment`), keyed by the run key and the step number; None: none.
 
     Returns:
       The step; metrics: loss (combined, scalar), tasks float32 [K] (each task's masked
@@ -199,8 +204,11 @@ def make_train_step(
     n_tasks = len(tasks)
 
     def step(state: TrainState, batch: Batch, run_key: jax.Array, epoch: jax.Array):
-        dropout_key, combine_key = jax.random.split(jax.random.fold_in(run_key, state.step))
+        step_key = jax.random.fold_in(run_key, state.step)
+        dropout_key, combine_key = jax.random.split(step_key)
         extra = dict(key=combine_key, step=state.step, epoch=epoch)
+        if augment:
+            batch = augmentation.apply(augment, jax.random.fold_in(step_key, 2), batch)
 
         def task_losses(model_params):
             logits, batch_stats = forward(
