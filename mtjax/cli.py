@@ -10,6 +10,8 @@ mtjax report RUN_OR_FOLDER...       compare runs: a table and comparison.png
 (`mtjax.experiments.report`)
 mtjax evaluate RUN --data EXP.toml  re-evaluate a run's saved epochs
 (`mtjax.experiments.evaluate_run`)
+mtjax cache verify CACHE [--content] check every feature cache entry, one line each;
+exit status 1 if any is bad (`mtjax.audio.entries.verify_cache`)
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from mtjax.audio import entries
 from mtjax.demo import job
 from mtjax.experiments import checks, reporting, running
 
@@ -50,6 +53,13 @@ def parser() -> argparse.ArgumentParser:
     ev.add_argument("--split", default="test", choices=("test", "validation", "train"))
     ev.add_argument("--name", default="evaluation", help="report folder name in the run")
     ev.add_argument("--quiet", action="store_true", help="no progress bars")
+    cache = commands.add_parser("cache", help="check a feature cache folder")
+    cache_commands = cache.add_subparsers(dest="cache_command", required=True)
+    verify = cache_commands.add_parser("verify", help="check every entry, one line each")
+    verify.add_argument("folder", type=Path, help="the folder given to read(cache=...)")
+    verify.add_argument(
+        "--content", action="store_true", help="also hash features.npy and every audio file"
+    )
     return top
 
 
@@ -72,6 +82,11 @@ def main(argv: list[str] | None = None) -> int:
                 name=args.name,
                 progress=not args.quiet,
             )
+        elif args.command == "cache":
+            found = entries.verify_cache(args.folder, content=args.content)
+            for entry in found:
+                print(f"{entry.status:<11} {entry.folder}: {entry.detail}")
+            return int(any(entry.status == "bad" for entry in found))
         elif args.command == "report":
             reporting.report(args.runs, split=args.split, plot=args.plot)
         else:

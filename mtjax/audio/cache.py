@@ -1,26 +1,18 @@
 """`read`: a dataset's audio to features, through an on-disk cache.
 
-A cache entry is a folder `<cache>/<reader name>/<extraction name>-<hash>/` holding
-
-  features.npy   float32 [sum of T, F], every clip's frames one after another
-  offsets.npy    int64 [N + 1], clip n is features[offsets[n]:offsets[n + 1]]
-  index.json     format, extraction key, library versions, item ids, skipped files
-
-`index.json` is written last, so a folder without it is unfinished: its `parts/` holds
-one `.npy` per clip already extracted, and the next `read` extracts only the rest. The
-hash covers the extraction key, the versions of the libraries that change the numbers,
-and every file's id, size and modification time. Targets, groups and splits are not
-cached: they come from the reader on every call. Only `.npy` and `.json` are read back,
-with `allow_pickle=False`.
+The entry format, its checksums and checks are `mtjax.audio.entries`; the extraction of
+one batch of files (in worker processes) is `mtjax.audio.worker`. `read` loads an entry
+that passes its checks without waiting for anything; otherwise it takes the lock of the
+dataset and extraction (`mtjax.audio.locks`: a second process reading the same dataset
+waits, then loads what the first wrote), extracts the clips that no part holds yet, and
+writes the entry. Targets, groups and splits are not cached: they come from the reader
+on every call.
 """
 
 from __future__ import annotations
 
 import atexit
 import concurrent.futures as cf
-import functools
-import hashlib
-import json
 import logging
 import multiprocessing
 import os
@@ -28,34 +20,29 @@ import shutil
 import tempfile
 import warnings
 from collections.abc import Sequence
-from importlib import metadata
 from pathlib import Path
 
 import numpy as np
 from tqdm.auto import tqdm
 
-from mtjax import files
-from mtjax.audio import worker
+from mtjax.audio import entries, locks, worker
+from mtjax.audio.entries import (  # noqa: F401  (their home for users: mtjax.audio, mtjax.store)
+    CACHE_FORMAT,
+    CacheError,
+    ExtractionError,
+    cache_key,
+    library_versions,
+)
 from mtjax.data import ops
 from mtjax.data.arrays import DiskArray, RaggedSource
-from mtjax.data.npyfile import NpyRows
 from mtjax.data.values import Split, TaskDataset
 from mtjax.readers.base import Item, Reader, ReaderError
 from mtjax.tasks import LabelError, Task, task_slices
 
 log = logging.getLogger("mtjax")
 
-CACHE_FORMAT = 1
 BATCH_FILES = 16  # files per worker task and per part file
-VERSIONED = ("numpy", "scipy", "librosa", "soundfile", "soxr")
-
-
-class CacheError(RuntimeError):
-    """A cache folder that cannot be trusted; the message names it."""
-
-
-class ExtractionError(RuntimeError):
-    """An audio file that could not be turned into features; the message names it."""
+ATTEMPTS = 3  # extraction passes before a part that keeps breaking is an error
 
 
 def read(
@@ -69,6 +56,7 @@ def read(
     max_frames: int | None = None,
     on_error: str = "raise",
     progress: bool = True,
+    verify: str = "fast",
 ) -> TaskDataset | Split:
     """Reads a dataset's audio as features, extracting only what the cache lacks.
 
@@ -88,23 +76,51 @@ def read(
       on_error: "raise" stops at the first unusable file (missing, corrupt, empty,
         silent, too short for the extraction, non-finite features) with an error naming
         it; "skip" leaves such files out and logs them (also listed in index.json).
+        Clips extracted before the stop are kept: the next read extracts the rest.
       progress: show a progress bar while extracting.
+      verify: what is checked before cached features are used. "fast" (the default):
+        the entry is the one of this extraction, these library versions and every
+        file's id, size and modification time (its folder name hashes them); index.json
+        has every field with its type and matches its checksum, which ties the clip ids,
+        skipped files, offsets and the features' shape and byte size together; the ids
+        are exactly the reader's, in its order; offsets.npy matches its sha256 and
+        features.npy its shape and byte size. It reads neither features.npy's values
+        (beyond loading them) nor the audio. "content" adds the sha256 of features.npy
+        and of every audio file, compared with those recorded at extraction: it catches
+        a file edited in place with its size and modification time kept, at the cost
+        of reading all the audio. An entry that fails a check is re-extracted, with a
+        warning naming it and what failed; a damaged part of an unfinished extraction
+        is deleted with a warning and its clips extracted again.
 
     Returns:
       A `TaskDataset`, or a `Split` when the reader gives predefined splits.
     """
     if on_error not in ("raise", "skip"):
         raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+    if verify not in entries.VERIFY:
+        raise ValueError(f"verify must be one of {entries.VERIFY}, got {verify!r}")
     items = list(reader.items())
     if not items:
         raise ReaderError(f"dataset {reader.name!r} at {reader.root} has no audio items")
     _check_unique_ids(reader, items)
-    folder = _entry_folder(reader, extraction, items, cache)
-    index = _load_index(folder) if (folder / "index.json").exists() else None
-    if index is None:
-        index = _extract(
-            items, extraction, folder, n_jobs, executor, on_error, progress, reader.name
-        )
+    stamps = [worker.stamp(item.id, item.path) for item in items]
+    where = entries.layout(_cache_folder(cache), reader.name, extraction, stamps)
+    seen = _signature(where.entry)
+    loaded = _load(where, items, verify, in_memory)
+    if not isinstance(loaded, tuple):
+        with locks.held(where.lock, f"cache entry {where.entry}"):
+            if _signature(where.entry) != seen:  # another process wrote it meanwhile
+                loaded = _load(where, items, verify, in_memory)
+            if not isinstance(loaded, tuple):
+                if loaded is not None:
+                    log.warning("%s; extracting it again", loaded)
+                entries.discard(where.entry)
+                job = (extraction, where, n_jobs, executor, on_error, progress, reader.name)
+                _extract(items, stamps, *job)
+                loaded = _load(where, items, "fast", in_memory)
+    if not isinstance(loaded, tuple):
+        raise loaded or CacheError(f"cache entry {where.entry}: missing right after writing it")
+    index, source = loaded
     skipped = {s["id"] for s in index["skipped"]}
     if skipped:
         log.warning(
@@ -112,10 +128,9 @@ def read(
             reader.name,
             len(skipped),
             index["skipped"][0]["error"],
-            folder / "index.json",
+            where.entry / "index.json",
         )
     kept = [item for item in items if item.id not in skipped]
-    source = _load_source(folder, index, mmap=not in_memory)
     dataset = _dataset(reader, extraction, kept, source, in_memory, max_frames)
     return _split_by_item(dataset, kept)
 
@@ -131,51 +146,15 @@ def _check_unique_ids(reader: Reader, items: Sequence[Item]) -> None:
         seen.add(item.id)
 
 
-@functools.cache
-def library_versions() -> dict[str, str]:
-    """Versions of the libraries whose updates can change extracted numbers."""
-    out = {}
-    for name in VERSIONED:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            out[name] = "absent"
-    try:
-        import soundfile
-
-        out["libsndfile"] = soundfile.__libsndfile_version__
-    except (ImportError, AttributeError):
-        pass
-    return out
-
-
-def cache_key(extraction, items: Sequence[Item]) -> str:
-    """Hash of the extraction, library versions and every file's id, size and mtime."""
-    digest = hashlib.sha256()
-    header = {"format": CACHE_FORMAT, "extraction": extraction.key, "versions": library_versions()}
-    digest.update(json.dumps(header, sort_keys=True).encode())
-    for item in items:
-        try:
-            stat = os.stat(item.path)
-            size, mtime = stat.st_size, stat.st_mtime_ns
-        except OSError:
-            size, mtime = -1, -1
-        digest.update(f"\n{item.id}\t{size}\t{mtime}".encode())
-    return digest.hexdigest()[:20]
-
-
 _TEMPORARY: list[tempfile.TemporaryDirectory] = []
 
 
-def _entry_folder(reader: Reader, extraction, items: Sequence[Item], cache) -> Path:
+def _cache_folder(cache: str | os.PathLike | None) -> str | os.PathLike:
     if cache is None:
         tmp = tempfile.TemporaryDirectory(prefix="mtjax-features-")
         _TEMPORARY.append(tmp)
-        cache = tmp.name
-    name = "".join(c if c.isalnum() or c in "-_." else "_" for c in reader.name) or "dataset"
-    folder = Path(cache) / name / f"{type(extraction).__name__}-{cache_key(extraction, items)}"
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
+        return tmp.name
+    return cache
 
 
 @atexit.register
@@ -184,64 +163,58 @@ def _remove_temporary() -> None:
         tmp.cleanup()
 
 
-def _load_index(folder: Path) -> dict:
-    path = folder / "index.json"
+def _signature(folder: Path) -> tuple[int, int, int] | None:
+    """Identifies the entry's index.json as written: replacing it changes the inode."""
     try:
-        index = json.loads(path.read_text())
-    except (OSError, ValueError) as err:
-        raise CacheError(f"{path} is unreadable ({err}); delete {folder} to rebuild it") from err
-    if not isinstance(index, dict) or index.get("format") != CACHE_FORMAT:
-        found = index.get("format") if isinstance(index, dict) else None
-        raise CacheError(
-            f"{folder} was written in cache format {found!r}, this mtjax reads format"
-            f" {CACHE_FORMAT}; delete the folder to rebuild it"
-        )
-    for name in ("features.npy", "offsets.npy"):
-        if not (folder / name).exists():
-            raise CacheError(f"{folder} has index.json but no {name}; delete it to rebuild it")
-    return index
+        stat = (folder / "index.json").stat()
+    except OSError:
+        return None
+    return stat.st_ino, stat.st_mtime_ns, stat.st_size
 
 
-def _load_source(folder: Path, index: dict, mmap: bool) -> RaggedSource:
+def _load(where, items, verify, in_memory) -> tuple[dict, RaggedSource] | CacheError | None:
+    """The entry's index and features; None when it is missing, the error when it is refused."""
+    if not (where.entry / "index.json").exists():
+        return None
     try:
-        offsets = np.load(folder / "offsets.npy", allow_pickle=False)
-        if mmap:
-            flat = NpyRows(folder / "features.npy")
-        else:
-            flat = np.load(folder / "features.npy", allow_pickle=False)
-    except (OSError, ValueError) as err:
-        raise CacheError(f"{folder}: cannot load features ({err}); delete it to rebuild") from err
-    n_items = len(index["ids"])
-    if (
-        offsets.shape != (n_items + 1,)
-        or flat.ndim != 2
-        or offsets[-1] != flat.shape[0]
-        or np.any(np.diff(offsets) <= 0)
-    ):
-        raise CacheError(
-            f"{folder}: features.npy {flat.shape} and offsets.npy {offsets.shape} do not match"
-            f" the {n_items} items of index.json; delete the folder to rebuild it"
-        )
-    return RaggedSource(flat, offsets)
+        return entries.load(where.entry, items, verify=verify, mmap=not in_memory)
+    except CacheError as err:
+        return err
 
 
 # Extraction
 
 
-def _extract(items, extraction, folder, n_jobs, executor, on_error, progress, name) -> dict:
-    parts = folder / "parts"
-    parts.mkdir(exist_ok=True)
+def _extract(items, stamps, extraction, where, n_jobs, executor, on_error, progress, name) -> dict:
+    """Extracts what the parts lack and writes the entry; call with `where.lock` held."""
+    parts = where.work / "parts"
+    for _ in range(ATTEMPTS):
+        parts.mkdir(parents=True, exist_ok=True)
+        done, failed = worker.scan_parts(parts)
+        retry = on_error == "raise"
+        todo = [
+            (item.id, item.path)
+            for item, s in zip(items, stamps)
+            if s not in done and (retry or s not in failed)
+        ]
+        _run_all(todo, len(items), extraction, parts, n_jobs, executor, on_error, progress, name)
+        index = entries.build(where, extraction, items, stamps)
+        if index is not None:
+            shutil.rmtree(where.work, ignore_errors=True)
+            return index
     done, failed = worker.scan_parts(parts)
-    retry = on_error == "raise"
-    todo = [
-        (i, item.path)
-        for i, item in enumerate(items)
-        if i not in done and (retry or i not in failed)
-    ]
-    n_done, quiet = len(items) - len(todo), not progress or not todo
-    if n_done:
-        log.info("%s: resuming, %d of %d files already done", name, n_done, len(items))
-    bar = tqdm(total=len(items), initial=n_done, desc=f"extract {name}", unit="file", disable=quiet)
+    changed = [item.path for item, s in zip(items, stamps) if s not in done and s not in failed]
+    reason = f"{changed[0]} changed while being read" if changed else "a part file kept breaking"
+    raise ExtractionError(
+        f"cache entry {where.entry}: {ATTEMPTS} extraction passes did not finish it ({reason})"
+    )
+
+
+def _run_all(todo, total, extraction, parts, n_jobs, executor, on_error, progress, name) -> None:
+    n_done, quiet = total - len(todo), not progress or not todo
+    if n_done and todo:
+        log.info("%s: resuming, %d of %d files already done", name, n_done, total)
+    bar = tqdm(total=total, initial=n_done, desc=f"extract {name}", unit="file", disable=quiet)
     try:
         for batch_result in _run_jobs(todo, extraction, parts, n_jobs, executor):
             for _, _, error in batch_result:
@@ -252,7 +225,6 @@ def _extract(items, extraction, folder, n_jobs, executor, on_error, progress, na
             bar.update(len(batch_result))
     finally:
         bar.close()
-    return _consolidate(items, extraction, folder, parts)
 
 
 def _run_jobs(todo, extraction, parts: Path, n_jobs, executor):
@@ -301,60 +273,9 @@ def _process_pool(workers: int) -> cf.ProcessPoolExecutor:
         context: multiprocessing.context.BaseContext = multiprocessing.get_context("fork")
     else:
         context = multiprocessing.get_context("spawn")
-    return cf.ProcessPoolExecutor(workers, mp_context=context, initializer=worker.init_worker)
-
-
-def _consolidate(items, extraction, folder: Path, parts: Path) -> dict:
-    """Joins the parts into features.npy + offsets.npy, then writes index.json."""
-    done, failed = worker.scan_parts(parts)
-    kept = [i for i in range(len(items)) if i in done]
-    skipped = [
-        {"id": items[i].id, "path": items[i].path, "error": failed.get(i, "not extracted")}
-        for i in range(len(items))
-        if i not in done
-    ]
-    if not kept:
-        raise ExtractionError(f"no usable audio in {len(items)} files, e.g. {skipped[0]['error']}")
-    offsets = np.concatenate([[0], np.cumsum([done[i].length for i in kept])]).astype(np.int64)
-    row_of = {i: row for row, i in enumerate(kept)}
-    by_file: dict[Path, list[int]] = {}
-    for i in kept:
-        by_file.setdefault(done[i].file, []).append(i)
-    features_tmp = folder / ".features.npy.tmp"
-    flat: np.memmap | None = None
-    for file, indices in sorted(by_file.items()):
-        with np.load(file, allow_pickle=False) as batch:
-            features = batch["features"]
-        if flat is None:
-            shape = (int(offsets[-1]), features.shape[1])
-            flat = np.lib.format.open_memmap(features_tmp, mode="w+", dtype=np.float32, shape=shape)
-        if features.ndim != 2 or features.shape[1] != flat.shape[1]:
-            raise CacheError(
-                f"{file}: features of shape {features.shape}, expected F={flat.shape[1]}"
-            )
-        for i in indices:
-            part, row = done[i], row_of[i]
-            flat[offsets[row] : offsets[row + 1]] = features[part.row : part.row + part.length]
-    assert flat is not None  # `kept` is not empty, so at least one part file was read
-    n_features = int(flat.shape[1])
-    flat.flush()
-    with open(features_tmp, "rb+") as f:
-        os.fsync(f.fileno())
-    del flat
-    os.replace(features_tmp, folder / "features.npy")
-    files.write_atomic(folder / "offsets.npy", lambda f: np.save(f, offsets))
-    index = {
-        "format": CACHE_FORMAT,
-        "extraction": extraction.key,
-        "versions": library_versions(),
-        "ids": [items[i].id for i in kept],
-        "n_features": n_features,
-        "skipped": skipped,
-    }
-    text = json.dumps(index, indent=1).encode()
-    files.write_atomic(folder / "index.json", lambda f: f.write(text))
-    shutil.rmtree(parts, ignore_errors=True)
-    return index
+    return cf.ProcessPoolExecutor(
+        workers, mp_context=context, initializer=worker.init_worker, initargs=(os.getpid(),)
+    )
 
 
 # Datasets from cached features

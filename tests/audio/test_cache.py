@@ -19,7 +19,7 @@ from conftest import write_tone
 
 import mtjax as mt
 from mtjax.arrays import DiskArray
-from mtjax.audio import load
+from mtjax.audio import entries, load
 from mtjax.extract import scan_parts
 from mtjax.features import LogMel
 from mtjax.readers import CsvReader, FolderReader
@@ -194,20 +194,22 @@ def test_bad_audio_skipped_is_listed_and_logged(tmp_path, caplog):
     assert "3 unusable file(s)" in caplog.text
 
 
-def test_damaged_cache_is_refused_and_kept(tone_folder, tmp_path):
+def test_damaged_cache_is_refused_naming_it_and_extracted_again(tone_folder, tmp_path, caplog):
     reader = FolderReader(tone_folder, task="pitch")
-    mt.read(reader, LOGMEL, cache=tmp_path / "c", n_jobs=1)
+    first = mt.read(reader, LOGMEL, cache=tmp_path / "c", n_jobs=1)
     index = next((tmp_path / "c").glob("*/*/index.json"))
-    index.write_text('{"format": 1, "ids": [')
-    with pytest.raises(CacheError, match="index.json"):
-        mt.read(reader, LOGMEL, cache=tmp_path / "c", n_jobs=1)
-    assert index.exists()
-    index.write_text(json.dumps({"format": 999, "ids": []}))
-    with pytest.raises(CacheError, match="format 999"):
-        mt.read(reader, LOGMEL, cache=tmp_path / "c", n_jobs=1)
-    index.write_text(json.dumps({"format": 1, "ids": ["x"], "skipped": []}))
-    with pytest.raises(CacheError, match="do not match"):
-        mt.read(reader, LOGMEL, cache=tmp_path / "c", n_jobs=1)
+    for text, message in [
+        ('{"format": 2, "ids": [', "index.json is unreadable"),
+        (json.dumps({"format": 999, "ids": []}), "format 999"),
+        (json.dumps({"format": 2, "ids": ["x"], "skipped": []}), "field 'key' is missing"),
+    ]:
+        index.write_text(text)
+        with pytest.raises(CacheError, match=message):
+            entries.load(index.parent)
+        pool = CountingExecutor()
+        again = mt.read(reader, LOGMEL, cache=tmp_path / "c", executor=pool)
+        assert pool.files == 18 and message in caplog.text
+        np.testing.assert_array_equal(again.x, first.x)
 
 
 def test_missing_root_and_empty_dataset(tmp_path):
