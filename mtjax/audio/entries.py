@@ -101,7 +101,8 @@ def cache_key(extraction, items: Sequence[Item]) -> str:
 
 def layout(cache: str | os.PathLike, name: str, extraction, stamps: Sequence[Stamp]) -> Layout:
     """The entry of dataset `name` (its files' `stamps`) and `extraction` in `cache`."""
-    part = "".join(c if c.isalnum() or c in "-_." else "_" for c in name) or "dataset"
+    files.file_part(name, "dataset name")  # never a path out of the cache
+    part = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
     kind, scope = type(extraction).__name__, _header_digest(extraction).hexdigest()[:20]
     folder = Path(cache) / part
     return Layout(

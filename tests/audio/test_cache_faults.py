@@ -360,3 +360,11 @@ def test_verify_must_be_a_known_check(copy):
     root, cache, _, _ = copy
     with pytest.raises(ValueError, match="verify must be one of \\('fast', 'content'\\)"):
         _read(root, cache, verify="full")
+
+
+def test_a_dataset_name_never_leaves_the_cache_folder(tone_folder, tmp_path):
+    """Issue 10, finding 2: a reader named '..' would write its entry beside the cache."""
+    cache = tmp_path / "deep" / "cache"
+    with pytest.raises(ValueError, match="dataset name '..' cannot name a file or folder"):
+        mt.read(FolderReader(tone_folder, task="pitch", name=".."), LOGMEL, cache=cache)
+    assert not any(p for p in (tmp_path / "deep").rglob("*") if cache not in (p, *p.parents))
