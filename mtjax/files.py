@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import tempfile
+import secrets
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
@@ -72,6 +72,9 @@ def write_atomic(
     so that the same holds after a power cut; the cache's part files skip that (it costs
     more than extracting a clip) and are checked when they are reused.
 
+    The file gets the mode a plain `open(path, "w")` gives: 0o666 less the process umask
+    (0o644 under umask 022), so a colleague's TensorBoard can read a run.
+
     Raises:
       OSError naming `path` or its folder; whatever `write` raises (the temporary file
       is removed either way).
@@ -79,7 +82,7 @@ def write_atomic(
     path = Path(path)
     folder = writable_folder(path.parent)
     try:
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".tmp")
+        fd, tmp = _temporary(folder, path.name)
     except OSError as err:
         raise named_error(err, f"cannot write into folder {folder}") from err
     try:
@@ -96,6 +99,23 @@ def write_atomic(
             raise named_error(err, f"cannot write {path}") from err
         raise
     return path
+
+
+def _temporary(folder: Path, name: str) -> tuple[int, Path]:
+    """A new file `.{name}.<random>.tmp` in `folder`, opened for writing.
+
+    Made with `O_CREAT | O_EXCL` and mode 0o666, which the kernel masks with the umask (and
+    a default ACL), where `tempfile.mkstemp` would always give 0o600.
+    """
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
+    flags |= getattr(os, "O_BINARY", 0) | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+    for _ in range(100):
+        tmp = folder / f".{name}.{secrets.token_hex(6)}.tmp"
+        try:
+            return os.open(tmp, flags, 0o666), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(errno.EEXIST, f"no free temporary name for {name}", str(folder))
 
 
 def write_bytes(path: str | os.PathLike, data: bytes) -> Path:

@@ -9,6 +9,7 @@ optax's, by its function name.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import inspect
 from collections.abc import Callable, Mapping, Sequence
@@ -18,6 +19,7 @@ from mtjax.data import ops
 from mtjax.data import prepare as prepare_steps
 from mtjax.experiments import checks, registry
 from mtjax.tasks import Task
+from mtjax.train import augment as augmentation
 from mtjax.train import losses
 
 LOSSES = {
@@ -36,6 +38,7 @@ TRAIN_KEYS = (
     "loss",
     "max_to_keep",
     "validation_fraction",
+    "augment",
 )
 # What a model factory is given besides its keys (`tasks`), and Flax's own module fields.
 MODEL_SUPPLIED = ("tasks", "parent", "name")
@@ -154,7 +157,19 @@ def train(c: checks.Checker, raw: Mapping) -> dict:
     if not 0 < fraction < 1:
         raise c.fail("train.validation_fraction", f"must be in (0, 1), got {fraction}")
     out["validation_fraction"] = fraction
+    out["augment"] = _augment(c, raw.get("augment"))
     return out
+
+
+def _augment(c: checks.Checker, value: Any) -> dict | None:
+    """`train.augment`: a table of `mt.Augment` fields (unset ones off), or none."""
+    if value is None:
+        return None
+    table = dict(c.table(value, "train.augment"))
+    fields = [f.name for f in dataclasses.fields(augmentation.Augment)]
+    c.keys(table, fields, "train.augment", "[train.augment]")
+    c.build("train.augment", functools.partial(augmentation.Augment.from_json, table), fields)
+    return table
 
 
 def _optimizer(c: checks.Checker, value: Any) -> dict | None:
@@ -292,6 +307,11 @@ def build_optimizer(config: Mapping | None) -> Any:
         kwargs["learning_rate"] = getattr(optax, lr.pop("schedule"))(**lr)
     static = [k for k, v in kwargs.items() if v is None or isinstance(v, (bool, str))]
     return optax.inject_hyperparams(getattr(optax, config["name"]), static_args=static)(**kwargs)
+
+
+def build_augment(table: Mapping | None) -> Any:
+    """`mt.Augment` from a normalised `train.augment`, or None."""
+    return None if table is None else augmentation.Augment.from_json(dict(table))
 
 
 def build_early_stop(config: Any) -> Any:

@@ -19,6 +19,7 @@ from mtjax import demo, runs
 from mtjax.audio import cache
 from mtjax.data import describe, prepare, splitters, values
 from mtjax.experiments import config, parts, reporting, sweeps
+from mtjax.runs import folder as run_folder
 from mtjax.tasks import Task
 from mtjax.train import evaluation, loop, metrics
 
@@ -145,10 +146,33 @@ def train_fold(
     """Fits one fold into `Run(output, f"{name}/fold{fold}")`, resuming what is there.
 
     Adds "group", "fold", "seed", "experiment" and the resolved training choices to the
-    run's config.json.
+    run's config.json before training, so that every resume, of a finished run or of a
+    killed one, is checked against them. The run is locked throughout (`runs.folder.lock`).
+
+    Raises:
+      ExperimentError naming the settings that differ from the run folder's.
+      RuntimeError naming the process that has the run open.
     """
     run = runs.Run(experiment.output, f"{experiment.name}/fold{fold}")
-    _check_resumable(run, experiment)
+    run_folder.lock(run)
+    try:
+        _check_resumable(run, experiment)
+        record = runs.read_config(run) if (run.path / runs.CONFIG).exists() else {}
+        record.update(
+            group=experiment.group,
+            fold=fold,
+            seed=experiment.seed,
+            experiment=experiment.to_dict(),
+            resolved=parts.resolved_train(experiment.train),
+        )
+        runs.write_config(run, record)
+        _fit(experiment, run, split, progress=progress)
+    finally:
+        run_folder.unlock(run)
+    return run
+
+
+def _fit(experiment: config.Experiment, run: runs.Run, split, *, progress: bool) -> None:
     train = dict(experiment.train)
     tasks = split.train.tasks
     names = {t.name for t in tasks}
@@ -167,20 +191,11 @@ def train_fold(
         loss=loss or None,
         seed=experiment.seed,
         validation_fraction=train["validation_fraction"],
+        augment=parts.build_augment(train.get("augment")),
         run=run,
         max_to_keep=train["max_to_keep"],
         progress=progress,
     )
-    record = runs.read_config(run)
-    record.update(
-        group=experiment.group,
-        fold=fold,
-        seed=experiment.seed,
-        experiment=experiment.to_dict(),
-        resolved=parts.resolved_train(experiment.train),
-    )
-    runs.write_config(run, record)
-    return run
 
 
 def _check_loss_tasks(experiment: config.Experiment, readers: Sequence) -> None:

@@ -10,32 +10,40 @@ the epoch). Each holds two items:
           (nested ones, from mtjax 0.1, are made flat when read back).
 
 Nothing is pickled. Orbax writes a step into a temporary folder, marks it committed
-(`commit_success.txt`, and a commit time in `_CHECKPOINT_METADATA`) and renames it.
-`restore_latest` tries each epoch newest first and skips one that lacks both commit
-marks or whose files fail to read (truncated, deleted, corrupt: TensorStore and JSON
-report these), so a resume survives a damaged newest checkpoint.
+(`commit_success.txt`, and a commit time in `_CHECKPOINT_METADATA`) and renames it. Once
+it is complete, `save` writes `sha256.json` into it (atomically): the sha256 of every
+other file of the step folder. `restore` checks them first and refuses a checkpoint whose
+files differ (a flipped bit, a truncated file), naming the file; a checkpoint without a
+checksum file (from an older mtjax, or killed between the two writes) restores
+with a warning. `restore_latest` tries each epoch newest first and skips, with a warning
+naming the epoch, one that lacks both commit marks, fails its checksum or whose files fail
+to read, so a resume survives a damaged newest checkpoint.
 
 Usage, as `fit` does it:
 
-  manager = open_manager(run_dir / "checkpoints", max_to_keep=3)
+  manager = open_manager(run_dir / "checkpoints")
   found = restore_latest(manager, state)
   ...
   save(manager, epoch, state, meta)
+  prune(manager, keep={best_epoch}, newest=3)  # the best and the newest three stay
   close(manager)
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
+from pathlib import Path
 from typing import Any, Literal
 
 import jax
 import orbax.checkpoint as ocp
 
+from mtjax import files
 from mtjax.train import history as records
 
 log = logging.getLogger("mtjax")
@@ -44,6 +52,7 @@ COMMIT_FILE = "commit_success.txt"  # orbax's commit mark in a finished step fol
 STEP_METADATA_FILE = "_CHECKPOINT_METADATA"  # orbax's JSON step metadata, with commit time
 STATE = "state"  # item name of the train state in each step folder
 META = "meta"  # item name of the JSON metadata in each step folder
+CHECKSUMS = "sha256.json"  # in each step folder, written last: sha256 of its other files
 
 
 def open_manager(
@@ -159,6 +168,76 @@ def save(manager: ocp.CheckpointManager, epoch: int, state: Any, meta: dict) -> 
     manager.wait_until_finished()
     if not saved:
         raise RuntimeError(f"orbax did not save epoch {epoch} in {manager.directory}")
+    folder = Path(_step_folder(manager, epoch))
+    checksums = {"epoch": epoch, "files": _file_hashes(folder)}
+    files.write_bytes(folder / CHECKSUMS, json.dumps(checksums, indent=1).encode())
+
+
+def prune(manager: ocp.CheckpointManager, *, keep: Collection[int], newest: int | None) -> None:
+    """Deletes every saved epoch but those in `keep` and the `newest` most recent ones.
+
+    The newest epoch always stays (a resume starts there), whatever `newest` says.
+
+    Args:
+      manager: from `open_manager` (with `max_to_keep=None`, so Orbax deletes nothing).
+      keep: epochs kept whatever their age (the best one, say).
+      newest: how many of the most recent epochs stay; None keeps every epoch.
+    """
+    if newest is None:
+        return
+    saved = epochs(manager)
+    kept = set(keep) | set(saved[-max(newest, 1) :])
+    for epoch in saved:
+        if epoch not in kept:
+            manager.delete(epoch)
+
+
+def _file_hashes(folder: Path) -> dict[str, str]:
+    """Relative path -> sha256 of every file under `folder` but the checksums' own."""
+    out = {}
+    ours = (CHECKSUMS, f".{CHECKSUMS}.")  # the file, and its writer's temporary files
+    found = (p for p in folder.rglob("*") if p.is_file() and not p.name.startswith(ours))
+    for path in sorted(found):
+        digest = hashlib.sha256()
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(2**20), b""):
+                digest.update(block)
+        out[path.relative_to(folder).as_posix()] = digest.hexdigest()
+    return out
+
+
+def verify(manager: ocp.CheckpointManager, epoch: int) -> None:
+    """Checks the files of `epoch`'s checkpoint against the checksums written with it.
+
+    A checkpoint without a checksum file passes with a warning (it cannot be checked).
+
+    Raises:
+      ValueError naming the epoch and the first file that is missing or differs.
+    """
+    folder = Path(_step_folder(manager, epoch))
+    path = folder / CHECKSUMS
+    try:
+        recorded = json.loads(path.read_text())["files"]
+    except FileNotFoundError:
+        log.warning(
+            "checkpoint %s (epoch %d) has no checksum file %s: not verified",
+            folder,
+            epoch,
+            path.name,
+        )
+        return
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise ValueError(
+            f"checkpoint of epoch {epoch}: its checksum file {path} does not read: {err}"
+        ) from None
+    found = _file_hashes(folder)
+    for name, digest in recorded.items():
+        if found.get(name) != digest:
+            what = "is missing" if name not in found else "does not match its checksum"
+            raise ValueError(
+                f"checkpoint of epoch {epoch}: {name} in {folder} {what} (recorded in"
+                f" {path}); the checkpoint is damaged"
+            )
 
 
 def restore(manager: ocp.CheckpointManager, epoch: int, target: Any) -> tuple[Any, dict]:
@@ -175,7 +254,8 @@ def restore(manager: ocp.CheckpointManager, epoch: int, target: Any) -> tuple[An
 
     Raises:
       FileNotFoundError: no checkpoint of `epoch`; the message lists the saved ones.
-      ValueError: its folder lacks orbax's commit marks (a copy cut short, say).
+      ValueError: its folder lacks orbax's commit marks (a copy cut short, say), or a
+        file fails its checksum (`verify`).
     """
     available = epochs(manager)
     if epoch not in available:
@@ -188,6 +268,7 @@ def restore(manager: ocp.CheckpointManager, epoch: int, target: Any) -> tuple[An
             f"checkpoint folder {folder} (epoch {epoch}) lacks orbax's commit marks "
             f"({COMMIT_FILE}, commit_timestamp_nsecs in {STEP_METADATA_FILE})"
         )
+    verify(manager, epoch)
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
     args = ocp.args.Composite(
         **{STATE: ocp.args.StandardRestore(abstract), META: ocp.args.JsonRestore()}
@@ -209,8 +290,9 @@ def _read_meta(meta: Any) -> dict:
 def restore_latest(manager: ocp.CheckpointManager, target: Any) -> tuple[Any, dict] | None:
     """The newest checkpoint that restores cleanly, or None when there is none.
 
-    A newest checkpoint whose files fail to read (deleted, truncated, not JSON) is
-    skipped with a warning naming its folder, and the one before it is tried.
+    A newest checkpoint whose files fail their checksum or to read (deleted, truncated,
+    not JSON) is skipped with a warning naming its folder and epoch, and the one before
+    it is tried.
 
     Args:
       manager: from `open_manager`.
@@ -288,6 +370,7 @@ def restore_arrays(manager: ocp.CheckpointManager, epoch: int) -> tuple[dict, di
         raise FileNotFoundError(
             f"no checkpoint of epoch {epoch} in {manager.directory}; saved epochs: {saved}"
         )
+    verify(manager, epoch)
     out = manager.restore(
         epoch,
         args=ocp.args.Composite(state=ocp.args.StandardRestore(), meta=ocp.args.JsonRestore()),

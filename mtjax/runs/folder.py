@@ -9,6 +9,7 @@
   reports/epoch_003/test/{task}.json  an `evaluate` report per epoch, split and task
   plots/*.png                         learning curves, scores, weights, confusion matrices
   checkpoints/                        Orbax checkpoints (written by the trainer)
+  .lock                               held by the process writing the run (`lock`)
 
 Everything is JSON or PNG; nothing is ever pickled (a NaN is written as Python's json writes
 it, `NaN`, and read back as a float). Files are written to a temporary file in
@@ -18,7 +19,8 @@ cannot be made or written raises an OSError that names it.
 
 History records are `fit`'s, flat {"split/task/metric": number} dicts
 (`mtjax.train.history`); `read_history` turns the nested records of mtjax 0.1 run folders
-into that form. `check_resumable` refuses a folder written with other settings.
+into that form. `check_resumable` refuses a folder written with other settings, and `lock`
+one that another process is writing.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from mtjax.train import history as records
 
 CONFIG = "config.json"
 HISTORY = "history.json"
+LOCK = ".lock"
 _EPOCH_FOLDER = re.compile(r"epoch_(\d+)")
 
 
@@ -266,12 +269,26 @@ def check_resumable(
 
 
 def _differences(old: Any, new: Any, path: str = "") -> list[str]:
-    """Dotted paths where two JSON values differ ("(all)" when they differ at the top)."""
+    """Paths where two JSON values differ ("model.hidden", "optimizer.update_fns[1].tx.eps").
+
+    Lists of plain values differ as a whole, lists holding dicts item by item; "(all)"
+    when the values differ at the top.
+    """
     if isinstance(old, Mapping) and isinstance(new, Mapping):
         return [
             d
             for k in sorted(set(old) | set(new))
             for d in _differences(old.get(k), new.get(k), f"{path}.{k}" if path else str(k))
+        ]
+    lists = (list, tuple)
+    if (
+        isinstance(old, lists)
+        and isinstance(new, lists)
+        and len(old) == len(new)
+        and any(isinstance(v, Mapping) for v in (*old, *new))
+    ):  # a list of settings, such as optax's chained transformations; else one value
+        return [
+            d for i, (a, b) in enumerate(zip(old, new)) for d in _differences(a, b, f"{path}[{i}]")
         ]
     return [] if _json(old) == _json(new) else [path or "(all)"]
 
@@ -283,6 +300,64 @@ def _json(value: Any) -> Any:
     if isinstance(value, Mapping):
         return {str(k): _json(v) for k, v in value.items()}
     return value
+
+
+# One process at a time.
+
+_HELD: dict[str, list[int]] = {}  # run folder (real path) -> [lock file descriptor, holds]
+
+
+def lock(run: Run) -> None:
+    """Holds the run folder for this process, until as many `unlock`s.
+
+    An exclusive `fcntl.flock` on `.lock` in the folder, which holds the holder's pid. The
+    operating system releases it when the holder ends, killed or not, so a lock is never
+    left behind. Within one process a run can be locked again (a `fit` that raised
+    before it closed its run, say). Where `fcntl` is missing (Windows) nothing is locked.
+
+    Raises:
+      RuntimeError naming the run and the process that holds it.
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        return
+    key = os.path.realpath(run.path)
+    if key in _HELD:
+        _HELD[key][1] += 1
+        return
+    files.writable_folder(run.path)
+    path = run.path / LOCK
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as err:
+        raise files.named_error(err, f"cannot open the lock file {path}") from err
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as err:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+        os.close(fd)
+        if err.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+            raise files.named_error(err, f"cannot lock {path}") from err
+        raise RuntimeError(
+            f"run {run.path} is in use by process {holder} (it holds {path}); wait until it"
+            " ends, or use another run name"
+        ) from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    _HELD[key] = [fd, 1]
+
+
+def unlock(run: Run) -> None:
+    """Gives back one `lock` of this process; the last one releases the folder."""
+    key = os.path.realpath(run.path)
+    held = _HELD.get(key)
+    if held is None:
+        return
+    held[1] -= 1
+    if held[1] <= 0:
+        del _HELD[key]
+        os.close(held[0])  # closing the descriptor releases the flock
 
 
 # Reports.

@@ -6,16 +6,22 @@ checkpoint manager); everything it writes goes through `mtjax.runs.folder` and
 first and the checkpoint last, so a run killed at any moment resumes from a checkpoint
 whose history is complete. When the run ends, `close` records the epoch the stopping rule
 chose in config.json: every summary and comparison reports the run at that epoch.
+
+While open, a recorder holds the run folder's lock (`folder.lock`): a second process
+starting the same run is refused at once, naming the run and this process.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import math
 from collections.abc import Sequence
 from typing import Any
 
 from mtjax.runs import checkpoints, events, folder, plots
 from mtjax.tasks import Task
+from mtjax.train import history as records
 from mtjax.train import stopping
 
 
@@ -30,6 +36,9 @@ class Recorder:
     seed: int = 0
     stopping_metric: str | None = None  # the history key the stopping rule watches
     last_reports: dict = dataclasses.field(default_factory=dict)
+    max_to_keep: int | None = None  # the newest epochs kept besides the best; None: all
+    rule: stopping.Rule | None = None  # the stopping rule, which names the best epoch
+    locked: bool = False  # holds the run's lock (`open`), until `close` or until collected
 
     @classmethod
     def open(
@@ -40,32 +49,50 @@ class Recorder:
         *,
         max_to_keep: int | None = None,
         keep_best: str | None = None,
+        rule: stopping.Rule | None = None,
     ) -> Recorder:
-        """Checks `config` against the run's, writes it, and opens events and checkpoints.
+        """Locks the run, checks `config` against the run's, writes it, opens checkpoints.
 
         config.json gets, besides `config`, what the recorder is given: "max_to_keep" and
-        "stopping_metric" (`keep_best`, the metric the stopping rule watches, or None).
+        "stopping_metric" (the metric the stopping rule watches, or None); the keys an
+        earlier writer added (an experiment's record, say) stay, but the chosen epoch of an
+        earlier end, which `close` writes again.
+
+        Checkpoints kept: the newest `max_to_keep` (all when None), and always the best
+        epoch: the one `rule` chooses, or without a rule the first best by `keep_best`.
 
         Raises:
+          RuntimeError naming the run and the process holding it when another process has
+          it open (`folder.lock`).
           ValueError naming the settings that differ when the run folder was written by
           a run with other settings (`folder.check_resumable`: its checkpoints would not
           continue this one).
         """
-        folder.check_resumable(run, config["resume_key"])
-        folder.write_config(
-            run, {"max_to_keep": max_to_keep, "stopping_metric": keep_best, **config}
-        )
-        metric = keep_best
-        if max_to_keep is None:
-            keep_best = None  # every epoch is kept, the best among them
-        manager = checkpoints.open_manager(
-            run.checkpoints,
+        folder.lock(run)
+        try:
+            folder.check_resumable(run, config["resume_key"])
+            previous = folder.read_config(run) if (run.path / folder.CONFIG).exists() else {}
+            for key in ("chosen_epoch", "chosen_by"):
+                previous.pop(key, None)
+            metric = rule.metric if rule is not None else keep_best
+            folder.write_config(
+                run, {**previous, "max_to_keep": max_to_keep, "stopping_metric": metric, **config}
+            )
+            manager = checkpoints.open_manager(run.checkpoints)  # mtjax prunes, Orbax keeps all
+        except BaseException:
+            folder.unlock(run)
+            raise
+        return cls(
+            run,
+            tuple(tasks),
+            manager,
+            writer=None,
+            seed=int(config.get("seed", 0)),
+            stopping_metric=metric,
             max_to_keep=max_to_keep,
-            keep_best=keep_best,
-            best_mode=stopping.metric_mode(keep_best) if keep_best else "min",
+            rule=rule,
+            locked=True,
         )
-        seed = int(config.get("seed", 0))
-        return cls(run, tuple(tasks), manager, writer=None, seed=seed, stopping_metric=metric)
 
     def restore(self, state) -> tuple[Any, list[dict]] | None:
         """(state, history) after the last complete epoch, or None for a new run.
@@ -83,8 +110,38 @@ class Recorder:
         return state, history
 
     def restore_epoch(self, state, epoch: int):
-        """The state saved after `epoch` (`state` gives the structure)."""
-        return checkpoints.restore(self.manager, epoch, state)[0]
+        """`state` with the model parameters and batch statistics saved after `epoch`.
+
+        The rest (step, optimizer and combiner state, combiner parameters) stays as in
+        `state`, the last epoch's, as `fit` keeps it when the best epoch is in memory: a
+        run ends with the same value whether or not it was resumed.
+        """
+        saved = checkpoints.restore(self.manager, epoch, state)[0]
+        return state.replace(
+            params={**state.params, "model": saved.params["model"]},
+            batch_stats=saved.batch_stats,
+        )
+
+    def best_epoch(self, history: list[dict]) -> int:
+        """The epoch kept whatever `max_to_keep` says: the rule's choice, or the metric's.
+
+        Without a rule, the first epoch with the best `stopping_metric` (missing and NaN
+        rank worst), which is what `patience` chooses; without a metric, the last.
+        """
+        if self.rule is not None:
+            return int(self.rule.decide(history).best_epoch)
+        metric = self.stopping_metric
+        if metric is None:
+            return len(history) - 1
+        sign = 1.0 if stopping.metric_mode(metric) == "min" else -1.0
+
+        def rank(e: int) -> float:
+            value = records.value(history[e], metric, default=None)
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                return math.inf
+            return math.inf if math.isnan(value) else sign * float(value)
+
+        return min(range(len(history)), key=rank)
 
     def epoch(
         self,
@@ -117,6 +174,8 @@ class Recorder:
             "schedule_position": {"next_epoch": epoch + 1, "step": int(state.step)},
         }
         checkpoints.save(self.manager, epoch, state, meta)
+        best = int(history[self.best_epoch(history)]["epoch"])
+        checkpoints.prune(self.manager, keep={best}, newest=self.max_to_keep)
         self.last_reports = reports
 
     def close(self, history: list[dict], *, chosen_epoch: int | None = None) -> None:
@@ -137,6 +196,18 @@ class Recorder:
             else:
                 by = "last epoch" if epoch == last else "stopping rule"
             folder.write_chosen_epoch(self.run, epoch, by=by)
-        plots.write_plots(self.run, history, self.tasks, self.last_reports)
-        events.close_events(self.writer)
-        checkpoints.close(self.manager)
+        try:
+            plots.write_plots(self.run, history, self.tasks, self.last_reports)
+            events.close_events(self.writer)
+            checkpoints.close(self.manager)
+        finally:
+            self._unlock()
+
+    def _unlock(self) -> None:
+        if self.locked:
+            self.locked = False
+            folder.unlock(self.run)
+
+    def __del__(self):  # a `fit` that raised never closes its recorder; its lock goes here
+        with contextlib.suppress(Exception):  # at exit modules may be gone; the OS unlocks
+            self._unlock()

@@ -105,8 +105,8 @@ def fit(
         JSON reports and the history there, and plots at the end; a run that already
         has checkpoints resumes after its last complete epoch and ends where an
         uninterrupted run would. A run folder written with other settings is refused.
-      max_to_keep: checkpoints kept in the run (None: all); the best epoch by the
-        stopping metric is kept as well.
+      max_to_keep: the newest checkpoints kept in the run (None: all); the epoch the
+        stopping rule chose and the last are always kept as well.
 
     Returns:
       A `Trained` value. Its `history` has one flat record per epoch, keys
@@ -174,11 +174,15 @@ def fit(
         config = settings.run_config(
             model,
             train,
+            validation=validation,
+            test=test,
             epochs=epochs,
             batch_size=batch_size,
             seed=seed,
             combine=combine if combine is not None else "sum",
             batches=schedule,
+            early_stop=rule,
+            loss={t.name: fn for t, fn in zip(tasks, loss_fns)},
             optimizer=optimizer
             if optimizer is not None
             else states.default_optimizer_config(epochs, steps_per_epoch),
@@ -186,7 +190,9 @@ def fit(
             augment=augment.to_json() if augment else None,
             **({"shared": shared} if combiner.uses_grads else {}),
         )
-        recorder = run.recorder(config, tasks, max_to_keep=max_to_keep, keep_best=rule.metric)
+        recorder = run.recorder(
+            config, tasks, max_to_keep=max_to_keep, keep_best=rule.metric, rule=rule
+        )
         restored = recorder.restore(state)
         if restored is not None:
             state, history = restored

@@ -108,6 +108,8 @@ BAD = [
     ("seeds = [1, 1]", "seeds: [1, 1] lists a seed twice"),
     ("seeds = [0, -1]", "seeds[1]: expected an integer >= 0, got -1"),
     ("seeds = [0, 1]\n[sweep]\nseed = [0, 1]", "seeds: sweep.seed varies the seed too"),
+    ("[train.augment]\nshift = 0.1\nspin = 2", "train.augment.spin: unknown key"),
+    ("[train.augment]\nshift = 1.5", "train.augment.shift: "),
 ]
 
 
@@ -340,8 +342,10 @@ def test_resolved_train_records_every_part_with_its_defaults(tmp_path):
         batches = "balanced"
         optimizer = {name = "adam", learning_rate = 1e-3}
     """
-    e = ex.load(write(tmp_path, text))
+    e = ex.load(write(tmp_path, text + "[train.augment]\nshift = 0.1\nmixup = 0.2\n"))
     resolved = parts.resolved_train(e.train)
+    assert parts.build_augment(e.train["augment"]) == mt.Augment(shift=0.1, mixup=0.2)
+    assert resolved["augment"] == {"shift": 0.1, "mixup": 0.2}
     assert resolved["combine"] == {"name": "dwa", "temperature": 4.0}  # as given
     assert resolved["batches"] == {"name": "balanced", "per": "dataset", "steps": None}
     assert resolved["early_stop"] == {  # "default": fit's rule, patience at its defaults
