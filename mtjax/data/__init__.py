@@ -13,6 +13,7 @@ from mtjax.data.ops import (
     frame,
     frame_length,
     limit_labels,
+    select_tasks,
     subset,
     windows,
 )
@@ -49,6 +50,7 @@ __all__ = [
     "limit_labels",
     "predefined_folds",
     "scale",
+    "select_tasks",
     "splits",
     "splits_table",
     "subset",

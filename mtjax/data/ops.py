@@ -6,7 +6,7 @@ reaches `x` only through `mtjax.data.arrays`, so an out-of-core dataset is never
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import jax
@@ -86,6 +86,45 @@ def subset(ds: Data, rows: np.ndarray) -> Data:
     rows = arrays.row_index(rows, len(ds))
     picked = jax.tree.map(lambda a: a[rows], ds.replace(x=None))
     return picked.replace(x=arrays.take(ds.x, rows))
+
+
+def select_tasks(ds: Data, names: Sequence[str] | str) -> Data:
+    """The rows labelled for any of `names`, with only those tasks' columns.
+
+    The single-task side of an MTL-vs-STL comparison: `select_tasks(split.train, "word")`.
+    Frames past the longest remaining row are cut (a 1 s task combined with 3 s clips
+    trains on 1 s of frames again).
+
+    Args:
+      ds: a TaskDataset or MultiTaskData.
+      names: task names of `ds`, in the order wanted.
+
+    Returns:
+      the same kind of value: rows with at least one of the tasks, `tasks` = those tasks,
+      `y` and `has_task` their columns, `x` cut to the longest row's frames (lazy for a
+      DiskArray).
+
+    Raises:
+      ValueError naming a task `ds` does not have, or a repeated one.
+    """
+    names = [names] if isinstance(names, str) else list(names)
+    known = [t.name for t in ds.tasks]
+    missing = [n for n in names if n not in known]
+    if missing or not names or len(set(names)) != len(names):
+        raise ValueError(f"select_tasks: {missing or names} must be distinct task names of {known}")
+    ks = [known.index(n) for n in names]
+    picked = subset(ds, np.nonzero(np.asarray(ds.has_task)[:, ks].any(axis=1))[0])
+    columns = np.concatenate([np.arange(ds.y.shape[1])[ds.task_slices[n]] for n in names])
+    frames = max(int(np.asarray(picked.lengths).max(initial=0)), 1)
+    x = picked.x
+    if frames < x.shape[1]:
+        x = arrays.crop(x, np.zeros(len(picked), np.int64), frames)
+    return picked.replace(
+        x=x,
+        y=np.asarray(picked.y)[:, columns],
+        has_task=np.asarray(picked.has_task)[:, ks],
+        tasks=tuple(ds.tasks[k] for k in ks),
+    )
 
 
 def limit_labels(
