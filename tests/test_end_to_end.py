@@ -91,7 +91,7 @@ def test_demo_command_prints_the_summary_and_reuses_the_cache(tmp_path, capsys):
     table = first.out[first.out.index("test metrics of fold 0") :]
     for task in ["word", "category", "tags", "loud"]:
         assert task in table
-    run = tmp_path / "runs" / "demo" / "fold0"
+    run = tmp_path / "runs" / "demo-epochs2" / "fold0"
     assert f"tensorboard --logdir {run / 'events'}" in first.out
     assert list((run / "events").glob("events.out.tfevents.*"))
     assert sorted(p.name for p in (run / "checkpoints").iterdir() if p.name.isdigit()) == ["0", "1"]

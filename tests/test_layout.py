@@ -24,9 +24,11 @@ ORDER = (
     "audio",
     "train",
     "runs",
+    "inference",
     "demo",
     "experiments",
     "cli",
+    "__main__",
 )
 MAX_LINES = 460
 

@@ -12,11 +12,34 @@ from mtjax.demo import layouts
 from mtjax.runs import folder
 from mtjax.train import evaluation, loop, metrics, models, stopping
 
+DEFAULTS = {"epochs": 25, "seed": 0, "folds": 5}
+
+
+def run_name(*, epochs: int, seed: int, folds: int) -> str:
+    """The demo run's default name: "demo", with each setting not at its `DEFAULTS`.
+
+    E.g. "demo-epochs3-seed1", so that demos of other settings on one `out` folder each
+    train their own run (one run folder holds one setting: `mtjax.runs.check_resumable`).
+    """
+    given = {"epochs": epochs, "seed": seed, "folds": folds}
+    return "demo" + "".join(f"-{k}{v}" for k, v in given.items() if v != DEFAULTS[k])
+
 
 def run_demo(
-    out: Path, *, seed: int = 0, folds: int = 5, n_jobs: int | None = None, epochs: int = 25
+    out: Path,
+    *,
+    seed: int = 0,
+    folds: int = 5,
+    n_jobs: int | None = None,
+    epochs: int = 25,
+    name: str | None = None,
 ) -> dict:
-    """Make, read and split the demo datasets, train on fold 0; returns the test reports."""
+    """Make, read and split the demo datasets, train on fold 0; returns the test reports.
+
+    The run goes to `out/runs/{name}/fold0`, `name` by default `run_name(...)` of the
+    settings; the data and the feature cache under `out` are shared by every demo there.
+    """
+    name = run_name(epochs=epochs, seed=seed, folds=folds) if name is None else name
     started = time.perf_counter()
     paths = layouts.make_demo(out / "data", seed=seed)
     extraction = features.LogMel(sample_rate=16000, n_fft=512, hop_length=160, n_mels=40)
@@ -38,7 +61,7 @@ def run_demo(
         f"\ntraining a shared CNN on fold 0: {len(split.train)} clips, "
         f"tasks {', '.join(t.name for t in split.train.tasks)}"
     )
-    run = folder.Run(out / "runs", "demo/fold0")
+    run = folder.Run(out / "runs", f"{name}/fold0")
     trained = loop.fit(
         models.HardSharingCNN(split.train.tasks),
         split.train,

@@ -268,6 +268,8 @@ def admits(expected: Any, value: Any) -> bool | None:
 
 def _admits_generic(origin: type, args: tuple, value: Any) -> bool | None:
     sequence = issubclass(origin, (list, tuple, abc.Sequence, abc.Set))
+    if sequence and isinstance(value, str) and args and admits(args[0], "a") is False:
+        return False  # a string is a Sequence, of strings
     if not sequence or not isinstance(value, (list, tuple)):
         return _admits_class(origin, value)
     if origin is tuple and args and args[-1] is not Ellipsis:

@@ -217,8 +217,13 @@ class Experiment:
 
 
 def load(path: str | os.PathLike) -> Experiment:
-    """Reads and checks an experiment file; relative paths resolve against its folder."""
+    """Reads and checks an experiment file; relative paths resolve against its folder.
+
+    A run folder of `mtjax run` gives the experiment (its point and seed) it recorded.
+    """
     path = Path(path)
+    if path.is_dir():
+        return _recorded(path)
     try:
         with open(path, "rb") as f:
             raw = tomllib.load(f)
@@ -227,6 +232,23 @@ def load(path: str | os.PathLike) -> Experiment:
     except tomllib.TOMLDecodeError as err:
         raise ExperimentError(f"{path}: not valid TOML: {err}") from None
     return parse(raw, base=path.resolve().parent, source=str(path))
+
+
+def _recorded(run: Path) -> Experiment:
+    """The experiment `mtjax run` recorded in `run/config.json`."""
+    record_path = run / "config.json"
+    if not record_path.is_file():
+        raise FileNotFoundError(f"{run} is a folder, not a run (no config.json)")
+    try:
+        raw = json.loads(record_path.read_text()).get("experiment")
+    except (OSError, ValueError, AttributeError) as err:
+        raise ExperimentError(f"{record_path}: cannot read it: {err}") from None
+    if not isinstance(raw, dict):
+        raise ExperimentError(
+            f"{record_path} records no experiment (only runs of `mtjax run` do):"
+            " give the experiment file"
+        )
+    return parse(raw, base=run, source=str(record_path))
 
 
 def parse(

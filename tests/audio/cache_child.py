@@ -11,7 +11,6 @@ extracted (-1 when not counted), the number of clips and the sum of the features
 
 from __future__ import annotations
 
-import concurrent.futures as cf
 import json
 import os
 import sys
@@ -20,23 +19,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+from counting import LOGMEL, CountingExecutor
 from slow_extraction import SlowLogMel
 
 import mtjax as mt
-from mtjax.features import LogMel
 from mtjax.readers import FolderReader
-
-LOGMEL = LogMel(sample_rate=16000, n_fft=512, hop_length=160, n_mels=20)
-
-
-class CountingExecutor(cf.ThreadPoolExecutor):
-    def __init__(self):
-        super().__init__(max_workers=1)
-        self.files = 0
-
-    def submit(self, fn, *args, **kwargs):
-        self.files += len(args[0])
-        return super().submit(fn, *args, **kwargs)
 
 
 def main(root: str, cache: str, delay: str, n_jobs: str, go: str | None = None) -> None:
@@ -44,7 +31,7 @@ def main(root: str, cache: str, delay: str, n_jobs: str, go: str | None = None) 
         Path(f"{go}.ready-{os.getpid()}").touch()
         while not Path(go).exists():
             time.sleep(0.005)
-    pool = CountingExecutor() if int(n_jobs) == 0 else None
+    pool = CountingExecutor(max_workers=1) if int(n_jobs) == 0 else None
     ds = mt.read(
         FolderReader(root),
         SlowLogMel(LOGMEL, float(delay)),

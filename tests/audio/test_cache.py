@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import concurrent.futures as cf
 import json
 import os
 import signal
@@ -16,6 +15,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 from conftest import write_tone
+from counting import LOGMEL, CountingExecutor
 
 import mtjax as mt
 from mtjax.arrays import DiskArray
@@ -24,20 +24,6 @@ from mtjax.extract import scan_parts
 from mtjax.features import LogMel
 from mtjax.readers import CsvReader, FolderReader
 from mtjax.store import CacheError, ExtractionError
-
-LOGMEL = LogMel(sample_rate=16000, n_fft=512, hop_length=160, n_mels=20)
-
-
-class CountingExecutor(cf.ThreadPoolExecutor):
-    """A thread pool that counts the files it was asked to extract."""
-
-    def __init__(self):
-        super().__init__(max_workers=2)
-        self.files = 0
-
-    def submit(self, fn, *args, **kwargs):
-        self.files += len(args[0])
-        return super().submit(fn, *args, **kwargs)
 
 
 def test_read_gives_padded_features_equal_to_direct_extraction(tone_folder, tmp_path):
