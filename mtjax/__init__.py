@@ -1,8 +1,8 @@
 """mtjax: multi-task, multi-dataset deep learning on audio, built on JAX.
 
 The packages, in pipeline order (each imports only the ones before it):
-  tasks -> tables -> data/ -> readers/ -> audio/ -> train/ -> runs/ -> demo/ ->
-  experiments/ -> cli
+  tasks -> tables -> data/ -> readers/ -> audio/ -> train/ -> runs/ -> inference/ ->
+  demo/ -> experiments/ -> cli
 
 Names are imported on first use, so worker processes that only extract features never
 import JAX. The module paths of mtjax 0.1 (`mtjax.features`, `mtjax.batching`,
@@ -40,6 +40,8 @@ _NAMES = {
     "predict": "mtjax.train.evaluation",
     "Trained": "mtjax.train.step",
     "Run": "mtjax.runs.folder",
+    "load": "mtjax.inference.predictor",
+    "export": "mtjax.inference.artifact",
     # the stage packages
     "tasks": "mtjax.tasks:",
     "tables": "mtjax.tables:",
@@ -48,6 +50,7 @@ _NAMES = {
     "audio": "mtjax.audio:",
     "train": "mtjax.train:",
     "runs": "mtjax.runs:",
+    "inference": "mtjax.inference:",
     "demo": "mtjax.demo:",
     "experiments": "mtjax.experiments:",
     "cli": "mtjax.cli:",

@@ -4,6 +4,7 @@ from mtjax import cli as cli
 from mtjax import data as data
 from mtjax import demo as demo
 from mtjax import experiments as experiments
+from mtjax import inference as inference
 from mtjax import readers as readers
 from mtjax import runs as runs
 from mtjax import tables as tables
@@ -21,6 +22,8 @@ from mtjax.data.values import MultiTaskData as MultiTaskData
 from mtjax.data.values import Split as Split
 from mtjax.data.values import TaskDataset as TaskDataset
 from mtjax.data.values import concat as concat
+from mtjax.inference.artifact import export as export
+from mtjax.inference.predictor import load as load
 from mtjax.runs.folder import Run as Run
 from mtjax.tasks import Task as Task
 from mtjax.train import augment as augment
@@ -58,10 +61,13 @@ __all__ = [
     "early_stopping",
     "evaluate",
     "experiments",
+    "export",
     "features",
     "fit",
     "frame",
+    "inference",
     "limit",
+    "load",
     "losses",
     "metrics",
     "models",

@@ -9,6 +9,8 @@
                                         (train.epochs=5 train.combine=pcgrad)
   mtjax report RUN_OR_FOLDER...         compare runs: a table and comparison.png
   mtjax evaluate RUN [--data EXP.toml]  re-evaluate a run's saved epochs
+  mtjax predict RUN FILE|FOLDER... [--out predictions.csv]
+                                        predict new audio with a run folder alone
   mtjax cache ls|verify|clear CACHE     list, check or empty a feature cache folder
 
 A mistake (a bad experiment file or value, a missing folder, a wrong name) answers one line
@@ -20,10 +22,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import difflib
 import os
 import re
-import shutil
 import sys
 import tomllib
 from collections.abc import Sequence
@@ -38,8 +38,6 @@ _PACKAGE = Path(__file__).resolve().parent
 _VERSION = sys.modules["mtjax"].__version__  # the package, imported before any of its modules
 _DOTTED = re.compile(r"[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*")  # TOML bare keys, dotted
 # Cache folders `clear` removes: `<Extraction>-<20 hex>` entries and their `.work` folders.
-_ENTRY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*-[0-9a-f]{20}")
-_ENTRY_FILES = {"features.npy", "offsets.npy", "index.json"}
 
 
 class UsageError(Exception):
@@ -135,6 +133,21 @@ def parser() -> argparse.ArgumentParser:
     ev.add_argument("--name", default="evaluation", help="report folder name in the run")
     ev.add_argument("--quiet", action="store_true", help="no progress bars")
 
+    predict = command("predict", "predict audio with a trained run (its folder is enough)")
+    predict.add_argument("run", type=Path, help="the run folder")
+    predict.add_argument(
+        "inputs", nargs="+", type=Path, metavar="FILE|FOLDER", help="audio files or folders of them"
+    )
+    predict.add_argument(
+        "--out", type=Path, default=Path("predictions.csv"), help="the CSV file written"
+    )
+    predict.add_argument("--batch-size", type=int, default=64, help="files (and rows) at a time")
+    predict.add_argument(
+        "--dataset",
+        default=None,
+        help="whose scaling statistics new audio gets, for a run scaled per dataset (default:"
+        " the run's one scaling)",
+    )
     cache = command("cache", "list, check or empty a feature cache folder")
     cache_commands = cache.add_subparsers(dest="cache_command", required=True, metavar="ACTION")
     ls = command(
@@ -169,18 +182,12 @@ def _suggestion(message: str, options: Sequence[str]) -> str:
     choice = re.search(r"invalid choice: '?([^' ]*)'? \(choose from (.*)\)", message)
     if choice:
         known = [c.strip(" '\"") for c in choice.group(2).split(",")]
-        return closest(choice.group(1), known)
+        return tables.closest(choice.group(1), known)
     unknown = re.search(r"unrecognized arguments: (.*)", message)
     if unknown:
         flags = [a.split("=")[0] for a in unknown.group(1).split() if a.startswith("-")]
-        return next((hint for f in flags if (hint := closest(f, options))), "")
+        return next((hint for f in flags if (hint := tables.closest(f, options))), "")
     return ""
-
-
-def closest(name: str, known: Sequence[str]) -> str:
-    """The hint "; did you mean 'x'?" for the known name closest to `name`, else ""."""
-    match = difflib.get_close_matches(name, list(known), n=1)
-    return f"; did you mean {match[0]!r}?" if match else ""
 
 
 def overrides(texts: Sequence[str]) -> dict[str, Any]:
@@ -255,96 +262,15 @@ def run_command(args: argparse.Namespace) -> None:
     running.run_experiment(experiment, progress=not args.quiet)
 
 
-def cache_rows(folder: str | os.PathLike) -> list[list[str]]:
-    """`mtjax cache ls`: [dataset, extraction, clips, size, status] per entry and work folder.
-
-    Status is `verify_cache`'s ("ok", "bad: why", "unfinished"), or "partial" for the clips
-    extracted but not yet in an entry.
-    """
-    from mtjax.audio import entries
-
-    rows = []
-    for check in entries.verify_cache(folder):
-        try:
-            index = entries.read_index(check.folder)
-            extraction, clips = str(index["extraction"]), str(len(index["ids"]))
-        except entries.CacheError:
-            extraction, clips = check.folder.name.rsplit("-", 1)[0], "?"
-        status = check.status if check.status != "bad" else f"bad: {check.detail}"
-        rows.append([check.folder.parent.name, extraction, clips, _size(check.folder), status])
-    for work in sorted(Path(folder).glob("*/*.work")):
-        parts = sum(1 for _ in work.glob("parts/*"))
-        name = work.name.removesuffix(".work").rsplit("-", 1)[0]
-        rows.append([work.parent.name, name, f"{parts} parts", _size(work), "partial"])
-    return rows
-
-
-def clear_cache(folder: str | os.PathLike, *, dataset: str | None = None) -> list[Path]:
-    """`mtjax cache clear`: removes the entries and work folders; returns what it removed.
-
-    Only folders that are cache entries (`<Extraction>-<key>` holding only an entry's
-    files) or their `.work` folders go, each dataset's under its extraction locks (a
-    running extraction of it finishes first); anything else stays, named on stderr.
-
-    Raises:
-      FileNotFoundError: no cache folder, or no `dataset` in it (with the closest name).
-    """
-    from mtjax.audio import locks
-
-    root = Path(folder)
-    if not root.is_dir():
-        raise FileNotFoundError(f"no cache folder {root}")
-    datasets = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-    if dataset is not None:
-        names = [p.name for p in datasets]
-        if dataset not in names:
-            known = f"{', '.join(names) or 'none'}{closest(dataset, names)}"
-            raise FileNotFoundError(f"no dataset {dataset!r} in cache {root}; datasets: {known}")
-        datasets = [root / dataset]
-    removed = []
-    for place in datasets:
-        with contextlib.ExitStack() as held:
-            for lock in sorted((root / ".locks").glob(f"{place.name}.*.lock")):
-                held.enter_context(locks.held(lock, f"clearing {place}"))
-            for entry in sorted(place.iterdir()):
-                if _is_entry(entry):
-                    shutil.rmtree(entry)
-                    removed.append(entry)
-                else:
-                    print(f"kept {entry}: not a cache entry", file=sys.stderr)
-        with contextlib.suppress(OSError):
-            place.rmdir()  # only when empty
-    return removed
-
-
-def _is_entry(path: Path) -> bool:
-    """Whether `path` is a cache entry or work folder, by its name and what it holds."""
-    if path.is_symlink() or not path.is_dir():
-        return False
-    if path.name.endswith(".work"):
-        inside = {p.name for p in path.iterdir()}
-        return bool(_ENTRY.fullmatch(path.name.removesuffix(".work"))) and inside <= {"parts"}
-    return bool(_ENTRY.fullmatch(path.name)) and all(
-        p.is_file() and (p.name in _ENTRY_FILES or (p.name[0] == "." and p.suffix == ".tmp"))
-        for p in path.iterdir()
-    )
-
-
-def _size(path: Path) -> str:
-    total = sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
-    power = min(3, max(0, (total.bit_length() - 1) // 10))  # 1024**power <= total
-    return f"{total} B" if not power else f"{total / 1024**power:.1f} {' KMG'[power]}iB"
-
-
 def _cache(args: argparse.Namespace) -> int:
-    from mtjax.audio import entries
+    from mtjax.audio import admin, entries
 
     if args.cache_command == "ls":
-        rows = cache_rows(args.folder)
+        rows = admin.cache_rows(args.folder)
         print(tables.table(["dataset", "extraction", "clips", "size", "status"], rows))
         return 0
     if args.cache_command == "clear":
-        removed = clear_cache(args.folder, dataset=args.dataset)
+        removed = admin.clear_cache(args.folder, dataset=args.dataset)
         for path in removed:
             print(f"removed {path}")
         print(f"{len(removed)} cache folders removed from {args.folder}")
@@ -385,6 +311,14 @@ def _dispatch(args: argparse.Namespace) -> int:
             name=args.name,
             progress=not args.quiet,
         )
+    elif args.command == "predict":
+        from mtjax.inference import predictor as predictors
+
+        predictor = predictors.load(args.run, dataset=args.dataset)
+        out = predictors.predict_to_csv(
+            predictor, args.inputs, args.out, batch_size=args.batch_size
+        )
+        print(f"{args.run} (epoch {predictor.epoch}): predictions written to {out}")
     else:
         return _cache(args)
     return 0

@@ -102,7 +102,7 @@ def select_tasks(ds: Data, names: Sequence[str] | str) -> Data:
     Returns:
       the same kind of value: rows with at least one of the tasks, `tasks` = those tasks,
       `y` and `has_task` their columns, `x` cut to the longest row's frames (lazy for a
-      DiskArray).
+      DiskArray; recorded in `preparation` as a frame step).
 
     Raises:
       ValueError naming a task `ds` does not have, or a repeated one.
@@ -116,11 +116,9 @@ def select_tasks(ds: Data, names: Sequence[str] | str) -> Data:
     picked = subset(ds, np.nonzero(np.asarray(ds.has_task)[:, ks].any(axis=1))[0])
     columns = np.concatenate([np.arange(ds.y.shape[1])[ds.task_slices[n]] for n in names])
     frames = max(int(np.asarray(picked.lengths).max(initial=0)), 1)
-    x = picked.x
-    if frames < x.shape[1]:
-        x = arrays.crop(x, np.zeros(len(picked), np.int64), frames)
+    if frames < picked.x.shape[1]:  # no row is longer: the same as framing from the begin
+        picked = frame(picked, frames)
     return picked.replace(
-        x=x,
         y=np.asarray(picked.y)[:, columns],
         has_task=np.asarray(picked.has_task)[:, ks],
         tasks=tuple(ds.tasks[k] for k in ks),
@@ -233,7 +231,10 @@ def frame(ds: Data, length: int, *, start: str = "begin") -> Data:
     else:
         raise ValueError(f"frame: start must be 'begin' or 'center', got {start!r}")
     lengths = np.clip(ds.lengths - starts, 0, length).astype(np.int32)
-    return ds.replace(x=arrays.crop(ds.x, starts, length), lengths=lengths)
+    step = {"step": "frame", "length": length, "start": start}
+    return ds.replace(
+        x=arrays.crop(ds.x, starts, length), lengths=lengths, preparation=(*ds.preparation, step)
+    )
 
 
 def windows(ds: Data, length: int, hop: int) -> Data:
@@ -266,4 +267,5 @@ def windows(ds: Data, length: int, hop: int) -> Data:
     parts = [arrays.crop(arrays.take(ds.x, rows[p]), starts[p], length) for p in pieces]
     x = parts[0] if len(parts) == 1 else arrays.concat_rows(parts, [new_lengths[p] for p in pieces])
     picked = jax.tree.map(lambda a: a[rows], ds.replace(x=None))
-    return picked.replace(x=x, lengths=new_lengths)
+    record = {"step": "windows", "length": length, "hop": hop}
+    return picked.replace(x=x, lengths=new_lengths, preparation=(*ds.preparation, record))

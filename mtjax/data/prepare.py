@@ -3,7 +3,9 @@
 A prepare step is made by a factory (`frame`, `windows`, `standardize`, `limit`) and is
 a function `Split -> Split`. It fits whatever it needs (a frame length, scaling
 statistics, a label sample) on `split.train` alone and applies the same thing to test
-and validation, so nothing learned from held-out rows reaches training.
+and validation, so nothing learned from held-out rows reaches training. What it applied
+travels with the data (`preparation`, with the fitted values), so that `replay` can
+prepare new rows the same way (and a run folder predicts on its own).
 """
 
 from __future__ import annotations
@@ -13,8 +15,9 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 import numpy as np
 
 from mtjax.data import arrays, ops, scaling, splitters, values
+from mtjax.data.arrays import Affine
 from mtjax.data.scaling import Scaler
-from mtjax.data.values import MultiTaskData, Split, TaskDataset
+from mtjax.data.values import Data, MultiTaskData, Split, TaskDataset
 
 Step = Callable[[Split], Split]
 
@@ -78,9 +81,18 @@ def standardize(per: str = "feature", *, by_dataset: bool = False) -> Step:
             for d, name in enumerate(train.datasets)
             if np.any(train.dataset_id == d)
         }
-        return split.map(lambda ds: _scale_by_dataset(ds, scalers))
+        record = {"step": "standardize", "per": per, "by_dataset": _statistics(scalers)}
+        return split.map(
+            lambda ds: _scale_by_dataset(ds, scalers).replace(preparation=(*ds.preparation, record))
+        )
 
     return step
+
+
+def _statistics(scalers: Mapping[str, Scaler]) -> dict[str, dict]:
+    """{dataset: {"mean", "std"}} as lists, for a "by_dataset" record."""
+    records = {name: scaling.scaler_record(s) for name, s in scalers.items()}
+    return {name: {"mean": r["mean"], "std": r["std"]} for name, r in records.items()}
 
 
 def _scale_by_dataset(ds: MultiTaskData, scalers: Mapping[str, Scaler]) -> MultiTaskData:
@@ -100,6 +112,147 @@ def _scale_by_dataset(ds: MultiTaskData, scalers: Mapping[str, Scaler]) -> Multi
     x = arrays.concat_rows([p.x for p in parts], [p.lengths for p in parts])
     order = np.concatenate([rows for _, rows in groups])
     return ds.replace(x=arrays.take(x, np.argsort(order)))
+
+
+def replay(ds: Data, preparation: Sequence[Mapping], *, dataset: str | None = None) -> Data:
+    """New rows prepared as recorded ones were: the records of `preparation`, in order.
+
+    The fitted values are the recorded ones (frame length, windows, scaling statistics);
+    nothing is fitted on `ds`. `replay(raw_test, split.train.preparation)` gives the rows of
+    `split.test` as `splits` prepared them.
+
+    Args:
+      ds: rows as read (a TaskDataset or MultiTaskData), x float32 [N, T, F].
+      preparation: records (`values.Preparation`), e.g. a prepared dataset's `preparation`
+        or a run's config.json "preparation".
+      dataset: for records kept per dataset ("by_dataset" statistics, "per_dataset"
+        steps), the dataset whose values every row gets; default: each row's own dataset
+        (by its name, when recorded), else the only recorded one.
+
+    Raises:
+      ValueError naming the record (`preparation[k]`): an unknown step, missing or bad
+      values, or per-dataset values without a `dataset` to choose.
+    """
+    for k, record in enumerate(preparation):
+        what = f"preparation[{k}]"
+        step = record.get("step") if isinstance(record, Mapping) else None
+        try:
+            if step == "frame":
+                ds = ops.frame(ds, record["length"], start=record.get("start", "begin"))
+            elif step == "windows":
+                ds = ops.windows(ds, record["length"], record["hop"])
+            elif step == "standardize" and "by_dataset" in record:
+                scalers = {
+                    name: scaling.record_scaler(stats, f"{what} ({name})")
+                    for name, stats in dict(record["by_dataset"]).items()
+                }
+                ds = _replay_by_dataset(ds, scalers, dataset, what).replace(
+                    preparation=(*ds.preparation, dict(record))
+                )
+            elif step == "standardize":
+                ds = scaling.scale(ds, scaling.record_scaler(record, what))
+            elif step == "per_dataset":
+                each = dict(record["datasets"])
+                name = _dataset_choice(ds, list(each), dataset, what)
+                ds = replay(ds, each[name], dataset=name)
+            else:
+                raise ValueError(
+                    f"{what}: unknown step {step!r}; known: frame, windows, standardize,"
+                    " per_dataset"
+                )
+        except (KeyError, TypeError) as err:
+            raise ValueError(f"{what}: a {step} record without its values ({err!r})") from None
+    return ds
+
+
+def folded_scaling(
+    preparation: Sequence[Mapping], *, dataset: str | None = None
+) -> tuple[list[dict], Affine | None]:
+    """The recorded steps as (the steps that shape rows, one affine map for all scaling).
+
+    Framing and windows then `x * mult + add` on the valid frames is what `replay` does,
+    when every scaling is per feature (it commutes with framing: padding stays zero) or
+    per cell after the last frame or windows step.
+
+    Args:
+      preparation: records, as for `replay`.
+      dataset: as for `replay` (per-dataset records need one, or only one recorded).
+
+    Returns:
+      (the frame and windows records, in order; the Affine, float32 [1, F] or [T, F], or
+      None without scaling).
+
+    Raises:
+      ValueError naming the record when scaling cannot be folded (a per-cell scaling
+      followed by framing or windows) or a record is not one `replay` takes.
+    """
+    shaping: list[dict] = []
+    folded: Affine | None = None
+    per_cell = None
+    for k, record in enumerate(_flat(preparation, dataset)):
+        what = f"preparation[{k}]"
+        step = record.get("step")
+        if step in ("frame", "windows"):
+            if per_cell is not None:
+                raise ValueError(
+                    f"{what}: {step} after the per-cell scaling of {per_cell} cannot be folded"
+                    " into one scaling"
+                )
+            shaping.append(dict(record))
+        elif step == "standardize":
+            stats = record
+            if "by_dataset" in record:
+                each = dict(record["by_dataset"])
+                stats = each[_dataset_choice(None, list(each), dataset, what)]
+            affine = scaling.scaler_affine(scaling.record_scaler(stats, what))
+            folded = affine if folded is None else folded.then(affine)
+            per_cell = what if affine.mult.shape[0] > 1 else per_cell
+        else:
+            raise ValueError(f"{what}: unknown step {step!r}; known: frame, windows, standardize")
+    return shaping, folded
+
+
+def _flat(preparation: Sequence[Mapping], dataset: str | None) -> list[Mapping]:
+    """The records with "per_dataset" ones replaced by the chosen dataset's steps."""
+    out: list[Mapping] = []
+    for k, record in enumerate(preparation):
+        if not isinstance(record, Mapping):
+            raise ValueError(f"preparation[{k}]: a record is a dict, got {record!r}")
+        if record.get("step") == "per_dataset":
+            each = dict(record["datasets"])
+            name = _dataset_choice(None, list(each), dataset, f"preparation[{k}]")
+            out += _flat(each[name], name)
+        else:
+            out.append(record)
+    return out
+
+
+def _dataset_choice(ds: Data | None, names: Sequence[str], dataset: str | None, what: str) -> str:
+    """The dataset whose recorded values all rows of `ds` get (see `replay`)."""
+    if dataset is not None:
+        if dataset not in names:
+            raise ValueError(f"{what}: dataset {dataset!r} has no recorded values; known: {names}")
+        return dataset
+    present = [ds.name] if isinstance(ds, TaskDataset) else []
+    present = list(ds.datasets) if isinstance(ds, MultiTaskData) else present
+    if len(names) == 1:
+        return names[0]
+    if len(present) == 1 and present[0] in names:
+        return present[0]
+    raise ValueError(
+        f"{what}: the rows were prepared with values per dataset ({', '.join(names)}); pass"
+        " dataset=... (one of them)"
+    )
+
+
+def _replay_by_dataset(
+    ds: Data, scalers: Mapping[str, Scaler], dataset: str | None, what: str
+) -> Data:
+    """`ds` scaled by its rows' own datasets' scalers, else all by the chosen one."""
+    if dataset is None and isinstance(ds, MultiTaskData) and set(ds.datasets) <= set(scalers):
+        return _scale_by_dataset(ds, scalers)
+    scaler = scalers[_dataset_choice(ds, list(scalers), dataset, what)]
+    return ds.replace(x=scaling.scale(ds, scaler).x)
 
 
 def limit(caps: int | Mapping[str, int], *, task: str | None = None, seed: int = 0) -> Step:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import numpy as np
 from flax import struct
 
@@ -82,13 +85,54 @@ def scale(ds: Data, scaler: Scaler) -> Data:
     """`(x - mean) / std` on the valid frames; padding stays zero.
 
     A per-cell scaler needs T to match; on a DiskArray, frame or window before scaling.
+    The result's `preparation` ends with the scaler's record (`scaler_record`).
     """
     mean = np.asarray(scaler.mean, np.float32)
-    std = np.asarray(scaler.std, np.float32)
     _, n_frames, n_features = ds.x.shape
     if mean.shape[1] != n_features or mean.shape[0] not in (1, n_frames):
         raise ValueError(
             f"scale: a scaler of shape {mean.shape} does not fit {values.describe(ds)} with "
             f"{n_frames} frames of {n_features} features"
         )
-    return ds.replace(x=arrays.affine(ds.x, ds.lengths, Affine(mult=1 / std, add=-mean / std)))
+    x = arrays.affine(ds.x, ds.lengths, scaler_affine(scaler))
+    return ds.replace(x=x, preparation=(*ds.preparation, scaler_record(scaler)))
+
+
+def scaler_affine(scaler: Scaler) -> Affine:
+    """The map `scale` applies, `x * (1 / std) + (-mean / std)`, float32 [1, F] or [T, F]."""
+    mean = np.asarray(scaler.mean, np.float32)
+    std = np.asarray(scaler.std, np.float32)
+    return Affine(mult=1 / std, add=-mean / std)
+
+
+def scaler_record(scaler: Scaler) -> dict:
+    """`{"step": "standardize", "per", "mean", "std"}`, the statistics as float32 lists.
+
+    "per" is "cell" for statistics of several frames ([T, F]), else "feature".
+    """
+    mean = np.asarray(scaler.mean, np.float32)
+    return {
+        "step": "standardize",
+        "per": "cell" if mean.shape[0] > 1 else "feature",
+        "mean": mean.tolist(),
+        "std": np.asarray(scaler.std, np.float32).tolist(),
+    }
+
+
+def record_scaler(record: Mapping[str, Any], what: str = "standardize") -> Scaler:
+    """The Scaler of a record's "mean" and "std" (`scaler_record`), checked.
+
+    Raises:
+      ValueError naming `what` when they are not two equal-shaped [rows, F] lists of
+      finite numbers with std > 0.
+    """
+    try:
+        mean = np.asarray(record["mean"], np.float32)
+        std = np.asarray(record["std"], np.float32)
+    except (KeyError, TypeError, ValueError) as err:
+        raise ValueError(f"{what}: the record holds no mean and std lists ({err})") from None
+    if mean.ndim != 2 or mean.shape != std.shape or not mean.size:
+        raise ValueError(f"{what}: mean {mean.shape} and std {std.shape} must both be [rows, F]")
+    if not (np.isfinite(mean).all() and np.isfinite(std).all() and (std > 0).all()):
+        raise ValueError(f"{what}: mean and std must be finite and std > 0")
+    return Scaler(mean, std, np.zeros(mean.shape[0], np.int64))

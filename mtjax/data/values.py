@@ -18,6 +18,21 @@ from mtjax.data import arrays
 from mtjax.data.arrays import DiskArray
 from mtjax.tasks import Task, task_slices
 
+Preparation = tuple[dict[str, Any], ...]
+"""What was applied to a dataset's `x` since it was read, in order, as JSON values.
+
+One record per step, each a dict with "step" and its fitted values:
+  {"step": "frame", "length": frames, "start": "begin" | "center"}
+  {"step": "windows", "length": frames, "hop": frames}
+  {"step": "standardize", "per": "feature" | "cell", "mean": [[...]], "std": [[...]]}
+    (float32 values as lists shaped [1, F] or [T, F]); with separate statistics per
+    dataset, "by_dataset": {dataset name: {"mean", "std"}} in place of "mean" and "std"
+  {"step": "per_dataset", "datasets": {dataset name: [records]}}: datasets prepared apart
+    before `concat` combined them.
+Steps that only choose training rows (`limit`) leave no record. `mtjax.data.prepare.replay`
+applies a record to new rows.
+"""
+
 
 @struct.dataclass
 class TaskDataset:
@@ -35,6 +50,8 @@ class TaskDataset:
       tasks: the dataset's tasks (static).
       name: the dataset's name (static).
       extraction: the extraction's key (static).
+      preparation: what was applied to `x` since it was read, in order, as JSON values
+        (static): one record per frame, windows or scaling (see `Preparation`).
     """
 
     x: np.ndarray | DiskArray
@@ -48,6 +65,7 @@ class TaskDataset:
     tasks: tuple[Task, ...] = struct.field(pytree_node=False, default=())
     name: str = struct.field(pytree_node=False, default="dataset")
     extraction: str = struct.field(pytree_node=False, default="")
+    preparation: Preparation = struct.field(pytree_node=False, default=())
 
     if TYPE_CHECKING:  # `struct.dataclass` adds it at run time
 
@@ -213,6 +231,7 @@ class MultiTaskData:
       tasks: all tasks, in column order (static).
       datasets: the combined datasets' names, indexed by `dataset_id` (static).
       extraction: the common extraction key (static).
+      preparation: what was applied to `x`, in order (static; see `Preparation`).
     """
 
     x: np.ndarray | DiskArray
@@ -227,6 +246,7 @@ class MultiTaskData:
     tasks: tuple[Task, ...] = struct.field(pytree_node=False, default=())
     datasets: tuple[str, ...] = struct.field(pytree_node=False, default=())
     extraction: str = struct.field(pytree_node=False, default="")
+    preparation: Preparation = struct.field(pytree_node=False, default=())
 
     if TYPE_CHECKING:  # `struct.dataclass` adds it at run time
 
@@ -361,7 +381,22 @@ def concat(datasets: Sequence[Data] | Data) -> MultiTaskData:
         tasks=all_tasks,
         datasets=tuple(names),
         extraction=first.extraction,
+        preparation=_joint_preparation(parts),
     )
+
+
+def _joint_preparation(parts: Sequence[MultiTaskData]) -> Preparation:
+    """The parts' common preparation; when they differ, one "per_dataset" record of each's."""
+    if all(p.preparation == parts[0].preparation for p in parts):
+        return parts[0].preparation
+    each: dict[str, list] = {}
+    for part in parts:
+        inner = part.preparation
+        if len(inner) == 1 and inner[0].get("step") == "per_dataset":
+            each.update({name: list(steps) for name, steps in inner[0]["datasets"].items()})
+        else:
+            each.update({name: list(inner) for name in part.datasets})
+    return ({"step": "per_dataset", "datasets": each},)
 
 
 def _dense(values: np.ndarray) -> np.ndarray:
@@ -392,6 +427,7 @@ def as_multi(ds: Data, what: str = "concat") -> MultiTaskData:
         tasks=ds.tasks,
         datasets=(ds.name,),
         extraction=ds.extraction,
+        preparation=ds.preparation,
     )
 
 

@@ -24,7 +24,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from mtjax import files
+from mtjax import files, tables
 from mtjax.experiments import registry
 
 # What a factory raises for a bad value: TypeError, ValueError (ReaderError, LabelError, ...),
@@ -56,7 +56,7 @@ class Checker:
         for key in table:
             if key not in known:
                 where = f"{path}.{key}" if path else str(key)
-                close = registry._closest(str(key), known)
+                close = tables.closest(str(key), known)
                 raise self.fail(where, f"unknown key; {what} takes: {', '.join(known)}{close}")
 
     def table(self, value: Any, path: str) -> Mapping:
@@ -171,7 +171,7 @@ class Checker:
             takes = f"takes: {', '.join(listed)}" if listed else "takes no keys"
             for key in table:
                 if key not in fixed and key not in taken.accepted:
-                    close = registry._closest(str(key), taken.accepted)
+                    close = tables.closest(str(key), taken.accepted)
                     raise self.fail(f"{path}.{key}", f"unknown key; {what} {takes}{close}")
         for key in taken.required:
             if key not in table:

@@ -19,14 +19,13 @@ Kinds and what their factories are called with:
 
 from __future__ import annotations
 
-import difflib
 import importlib
 import inspect
 import re
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
-from mtjax import readers
+from mtjax import readers, tables
 from mtjax.audio import features
 from mtjax.train import combiners, models, schedules, stopping
 
@@ -88,7 +87,9 @@ def lookup(kind: str, name: str, *, also: Sequence[str] = ()) -> Callable[..., A
     if name in _PARTS[kind]:
         return _PARTS[kind][name]
     known = sorted([*names(kind), *also], key=lambda n: (n.lower(), n))
-    raise ValueError(f"unknown {kind} {name!r}; known: {', '.join(known)}{_closest(name, known)}")
+    raise ValueError(
+        f"unknown {kind} {name!r}; known: {', '.join(known)}{tables.closest(name, known)}"
+    )
 
 
 class Arguments(NamedTuple):
@@ -139,18 +140,12 @@ def _imported(path: str) -> Callable[..., Any]:
         if not hasattr(value, part):
             public = [n for n in dir(value) if not n.startswith("_")]
             raise ValueError(
-                f"{module_name!r} has no attribute {attribute!r}{_closest(part, public)}"
+                f"{module_name!r} has no attribute {attribute!r}{tables.closest(part, public)}"
             )
         value = getattr(value, part)
     if not callable(value):
         raise ValueError(f"{path!r} is a {type(value).__name__}, not a class or function")
     return value
-
-
-def _closest(name: str, known: Sequence[str]) -> str:
-    lowered = {k.lower(): k for k in known}
-    match = difflib.get_close_matches(name.lower(), list(lowered), n=1)
-    return f"; did you mean {lowered[match[0]]!r}?" if match else ""
 
 
 def _describe(factory: Callable[..., Any]) -> str:

@@ -62,10 +62,12 @@ def run_config(
         epochs, seed, ...), each recorded as `describe` gives it.
 
     Returns:
-      A dict: "model", "tasks", "datasets", "extraction", each setting, "data" (split ->
-      `data_digest`) and "resume_key", the parts that must match for a resume to end
-      where an uninterrupted run would: the model and its settings, every setting and
-      the data digests.
+      A dict: "model", "tasks", "datasets", "extraction" (its key), "features" (the
+      extraction as `{"name": class name, field: value, ...}`, `extraction_config`),
+      "preparation" (`data.preparation`: every fitted prepare step, in order), each
+      setting, "data" (split -> `data_digest`) and "resume_key", the parts that must
+      match for a resume to end where an uninterrupted run would: the model and its
+      settings, every setting and the data digests (which cover the preparation).
     """
     model_fields = {
         f.name: _jsonable(getattr(model, f.name))
@@ -90,6 +92,8 @@ def run_config(
         "tasks": [t.to_json() for t in data.tasks],
         "datasets": list(data.datasets),
         "extraction": data.extraction,
+        "features": extraction_config(data.extraction),
+        "preparation": [_jsonable(dict(step)) for step in data.preparation],
         **described,
         "data": digests,
         "resume_key": key,
@@ -97,6 +101,21 @@ def run_config(
 
 
 # Data
+
+
+def extraction_config(key: str) -> dict[str, Any] | None:
+    """The extraction of `key` as `{"name": class name, field: value, ...}`, JSON values.
+
+    Read from the key's text (`mtjax.audio.features.base.config_from_key`), so a run
+    records every field of the extraction that made its data; None for a key that is not
+    of that form (features from `TaskDataset.from_arrays`, say).
+    """
+    from mtjax.audio.features.base import config_from_key  # librosa only when recording
+
+    try:
+        return _jsonable(config_from_key(key)) if key else None
+    except ValueError:
+        return None
 
 
 def data_digest(data: MultiTaskData) -> dict[str, Any]:

@@ -6,6 +6,7 @@ Subclass `Extraction` for one of your own (see docs/cookbook.md).
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import numbers
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -55,6 +56,28 @@ def set_field(ext: Any, field: str, value: Any) -> None:
     object.__setattr__(ext, field, value)
 
 
+def config_from_key(key: str) -> dict[str, Any]:
+    """`{"name": class name, field: value, ...}` read back from an extraction's `key`.
+
+    The inverse of `key` for fields whose values are Python literals (every built-in
+    extraction's are); `mtjax.audio.features.from_config` builds the extraction again. The
+    text is parsed, never evaluated: only literals are read and nothing is imported.
+
+    Raises:
+      ValueError: `key` is not of the form `Name(field=literal, ...)`.
+    """
+    try:
+        call = ast.parse(key.strip(), mode="eval").body
+        if not (isinstance(call, ast.Call) and isinstance(call.func, ast.Name) and not call.args):
+            raise ValueError("not Name(field=value, ...)")
+        fields = {k.arg: ast.literal_eval(k.value) for k in call.keywords if k.arg is not None}
+        if len(fields) != len(call.keywords):
+            raise ValueError("a ** argument")
+    except (SyntaxError, ValueError, TypeError, AttributeError) as err:
+        raise ValueError(f"extraction key {key!r} is not Name(field=literal, ...): {err}") from None
+    return {"name": call.func.id, **fields}
+
+
 # ---------------------------------------------------------------------------------------------
 # Common behaviour: call, key, config.
 
@@ -82,7 +105,12 @@ class Extraction:
         return f"{type(self).__name__}({fields})"
 
     def to_config(self) -> dict[str, Any]:
-        """`{"name": class name, field: value, ...}`; `from_config` turns it back."""
+        """`{"name": class name, field: value, ...}`; `from_config` turns it back.
+
+        The values are JSON values but for tuples (lists after a JSON round trip, which
+        `from_config` accepts): `from_config(json.loads(json.dumps(ext.to_config())))`
+        equals `ext`. `config_from_key(ext.key)` gives the same dict.
+        """
         config = {"name": type(self).__name__}
         config.update({f.name: getattr(self, f.name) for f in dataclasses.fields(self)})
         return config
