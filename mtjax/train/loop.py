@@ -96,7 +96,9 @@ def fit(
         training on its own task's gradient; "all" puts the heads in the surgery too.
       augment: on-device augmentation of every training batch inside the jitted step
         (`mt.Augment`: time shift, SpecAugment masks, mixup), drawn from `seed`;
-        None trains on the batches as they are.
+        None (the default) trains on the batches as they are: on the real-audio
+        benchmark (`benchmarks/real_audio.py`) no setting helped within the default
+        epochs and patience.
       progress: show a progress bar with per-task losses.
       mesh: a device mesh with a "data" axis: batches are split along it, parameters
         and data replicated (data parallelism; batch_size must divide evenly). None
