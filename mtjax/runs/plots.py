@@ -114,9 +114,17 @@ def weights(history: Sequence[Mapping], tasks: Sequence[Task]) -> Figure:
     return fig
 
 
+ANNOTATED_UP_TO = 20  # label count up to which every cell of a matrix shows its count
+MAX_LABEL_PANELS = 16  # multilabel confusion: panels drawn, for the most frequent labels
+
+
 def _matrix(ax: Axes, counts: np.ndarray, labels: Sequence[str], *, title: str | None) -> None:
-    """Counts as an image, each cell annotated; rows true labels, columns predictions."""
-    ax.imshow(counts, cmap="Blues", vmin=0, vmax=max(1, int(counts.max(initial=0))))
+    """Counts as an image, rows true labels, columns predictions.
+
+    Up to `ANNOTATED_UP_TO` labels each cell shows its count; past that a colour bar does
+    (thousands of text cells took seconds to lay out).
+    """
+    image = ax.imshow(counts, cmap="Blues", vmin=0, vmax=max(1, int(counts.max(initial=0))))
     n = len(labels)
     fontsize = "small" if n <= 10 else "xx-small"
     ax.set_xticks(
@@ -130,6 +138,9 @@ def _matrix(ax: Axes, counts: np.ndarray, labels: Sequence[str], *, title: str |
     ax.set(xlabel="predicted", ylabel="true")
     if title:
         ax.set_title(title, fontsize="medium")
+    if n > ANNOTATED_UP_TO:
+        ax.figure.colorbar(image, ax=ax, shrink=0.8, label="count")
+        return
     dark = counts.max(initial=0) / 2
     for (i, j), c in np.ndenumerate(counts):
         ax.text(
@@ -140,32 +151,69 @@ def _matrix(ax: Axes, counts: np.ndarray, labels: Sequence[str], *, title: str |
             va="center",
             fontsize=fontsize,
             color="white" if c > dark else "black",
+            in_layout=False,
         )
 
 
-def confusion(report: Mapping, task: Task, *, title: str | None = None) -> Figure:
+def most_frequent_labels(matrix: Mapping[str, Sequence], labels: Sequence[str], n: int) -> list:
+    """The `n` labels of a multilabel confusion matrix with the most true rows (fn + tp).
+
+    Args:
+      matrix: label -> [[tn, fp], [fn, tp]], a multilabel report's "confusion_matrix".
+      labels: the task's labels, in order; those missing from `matrix` are skipped.
+      n: how many to keep.
+
+    Returns:
+      Up to `n` labels, most frequent first; ties keep the task's order.
+    """
+    present = [label for label in labels if label in matrix]
+    support = {label: int(np.asarray(matrix[label], np.int64)[1].sum()) for label in present}
+    return sorted(present, key=lambda label: -support[label])[: max(n, 0)]
+
+
+def confusion(
+    report: Mapping,
+    task: Task,
+    *,
+    title: str | None = None,
+    max_labels: int | None = MAX_LABEL_PANELS,
+) -> Figure:
     """A task's confusion matrix from its report.
 
     Binary and multiclass: one [L, L] matrix (rows true, columns predicted). Multilabel: one
-    small 2x2 panel per label ([[tn, fp], [fn, tp]], rows "no"/"yes").
+    small 2x2 panel per label ([[tn, fp], [fn, tp]], rows "no"/"yes"), for the `max_labels`
+    most frequent labels (`most_frequent_labels`) when there are more, most frequent first;
+    the title then says how many were left out.
 
     Args:
       report: a `mtjax.metrics.task_report` (its "confusion_matrix" is read).
       task: the report's task, for its kind and label order.
       title: defaults to the task's name.
+      max_labels: the most multilabel panels drawn; None draws every label.
     """
     title = task.name if title is None else title
     matrix = report["confusion_matrix"]
     if task.kind != "multilabel":
         counts = np.asarray(matrix, np.int64)
-        side = max(3.5, 0.45 * len(task.labels) + 2.0)
+        per_label = 0.45 if len(task.labels) <= ANNOTATED_UP_TO else 0.16  # inches
+        side = max(3.5, per_label * len(task.labels) + 2.0)
         fig = Figure(figsize=(side, side), layout="constrained")
         _matrix(fig.subplots(), counts, task.labels, title=title)
         return fig
-    labels = [label for label in task.labels if label in matrix]
-    fig, axes = _grid(len(labels), width=2.4, height=2.4, max_cols=6)
-    for ax, label in zip(axes, labels):
-        _matrix(ax, np.asarray(matrix[label], np.int64), ("no", "yes"), title=label)
+    present = [label for label in task.labels if label in matrix]
+    labels = present if max_labels is None else most_frequent_labels(matrix, present, max_labels)
+    rest = [label for label in present if label not in labels]
+    panels = {label: np.asarray(matrix[label], np.int64) for label in labels}
+    if rest:  # one more panel: the left-out labels' counts summed
+        panels[f"other {len(rest)} (summed)"] = sum(
+            (np.asarray(matrix[label], np.int64) for label in rest), np.zeros((2, 2), np.int64)
+        )
+        title = (
+            f"{title}\n{len(labels)} most frequent of {len(present)} labels; {len(rest)} left out"
+        )
+    fig, axes = _grid(len(panels), width=2.4, height=2.4, max_cols=6)
+    for ax, (label, counts) in zip(axes, panels.items()):
+        _matrix(ax, counts, ("no", "yes"), title=label)
     fig.suptitle(title)
     return fig
 
@@ -227,6 +275,55 @@ def save(fig: Figure, path: str | Path) -> Path:
     return path
 
 
+def confusion_images(
+    reports_by_split: Mapping[str, Mapping[str, Mapping]],
+    tasks: Sequence[Task],
+    *,
+    note: str = "",
+) -> dict[tuple[str, str], np.ndarray]:
+    """Each report's confusion matrix drawn once, as pixels (`confusion`, `to_rgb`).
+
+    Args:
+      reports_by_split: split -> task name -> report; tasks without a report are skipped.
+      tasks: the run's tasks, in order.
+      note: added to each title, e.g. "epoch 3, chosen".
+
+    Returns:
+      (split, task name) -> uint8 [H, W, 3] image, for TensorBoard and `write_confusions`.
+    """
+    suffix = f" ({note})" if note else ""
+    return {
+        (split, task.name): to_rgb(
+            confusion(reports[task.name], task, title=f"{split} {task.name}{suffix}")
+        )
+        for split, reports in reports_by_split.items()
+        for task in tasks
+        if task.name in reports
+    }
+
+
+def rgb_png(image: np.ndarray) -> bytes:
+    """uint8 [H, W, 3] pixels as PNG file contents (no figure drawn again)."""
+    from PIL import Image  # matplotlib's own dependency
+
+    buffer = io.BytesIO()
+    Image.fromarray(np.asarray(image, np.uint8)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def write_confusions(
+    run: Run, images: Mapping[tuple[str, str], np.ndarray], *, suffix: str = ""
+) -> list[Path]:
+    """Writes `plots/confusion_{split}_{task}{suffix}.png` for each of `confusion_images`."""
+    return [
+        files.write_bytes(
+            run.plots / f"confusion_{folder.file_part(split, 'split')}_{task}{suffix}.png",
+            rgb_png(image),
+        )
+        for (split, task), image in images.items()
+    ]
+
+
 def write_plots(
     run: Run,
     history: Sequence[Mapping],
@@ -236,22 +333,13 @@ def write_plots(
     """Writes the run's PNGs under `plots/`; returns their paths.
 
     `learning_curves.png`, `scores.png`, `weights.png`, and `confusion_{split}_{task}.png` for
-    each report in `reports_by_split` (split -> task name -> report, usually the last epoch's).
+    each report in `reports_by_split` (split -> task name -> report; a run's recorder gives
+    none and writes the chosen and the last epoch's itself, `write_confusions`).
     """
-
-    def figures():
-        yield "learning_curves.png", lambda: learning_curves(history, tasks)
-        yield "scores.png", lambda: scores(history, tasks)
-        yield "weights.png", lambda: weights(history, tasks)
-        for split, reports in (reports_by_split or {}).items():
-            for task in tasks:
-                if task.name in reports:
-                    name = f"confusion_{folder.file_part(split, 'split')}_{task.name}.png"
-                    yield (
-                        name,
-                        lambda t=task, r=reports[task.name], s=split: confusion(
-                            r, t, title=f"{s} {t.name}"
-                        ),
-                    )
-
-    return [files.write_bytes(run.plots / name, png_bytes(make())) for name, make in figures()]
+    figures = {
+        "learning_curves.png": learning_curves(history, tasks),
+        "scores.png": scores(history, tasks),
+        "weights.png": weights(history, tasks),
+    }
+    paths = [files.write_bytes(run.plots / name, png_bytes(fig)) for name, fig in figures.items()]
+    return paths + write_confusions(run, confusion_images(reports_by_split or {}, tasks))

@@ -2,10 +2,16 @@
 
 A `Recorder` holds the two open handles a run needs (the TensorBoard writer and the Orbax
 checkpoint manager); everything it writes goes through `mtjax.runs.folder` and
-`mtjax.runs.checkpoints`. Per epoch it writes the events, the JSON reports and the history
-first and the checkpoint last, so a run killed at any moment resumes from a checkpoint
-whose history is complete. When the run ends, `close` records the epoch the stopping rule
-chose in config.json: every summary and comparison reports the run at that epoch.
+`mtjax.runs.checkpoints`. Per epoch it writes the scalar events, the JSON reports and the
+history first and the checkpoint last, so a run killed at any moment resumes from a
+checkpoint whose history is complete. When the run ends, `close` records the epoch the
+stopping rule chose in config.json: every summary and comparison reports the run at that
+epoch. Figures cost more than an epoch of a small model, so they are drawn once, in
+`close`: the curves, and the confusion matrices of the chosen and the last epoch only
+(PNG and TensorBoard images at their epoch's step), with the run's HParams.
+
+Checkpoints kept: the last epoch's (a resume starts there) and the chosen one's, plus the
+newest `max_to_keep` when given.
 
 While open, a recorder holds the run folder's lock (`folder.lock`): a second process
 starting the same run is refused at once, naming the run and this process.
@@ -36,9 +42,12 @@ class Recorder:
     seed: int = 0
     stopping_metric: str | None = None  # the history key the stopping rule watches
     last_reports: dict = dataclasses.field(default_factory=dict)
-    max_to_keep: int | None = None  # the newest epochs kept besides the best; None: all
+    max_to_keep: int | None = None  # the newest epochs kept besides the best; None: the last
     rule: stopping.Rule | None = None  # the stopping rule, which names the best epoch
     locked: bool = False  # holds the run's lock (`open`), until `close` or until collected
+    config: dict = dataclasses.field(default_factory=dict)  # config.json as `open` wrote it
+    recorded: int = 0  # epochs recorded by this recorder (0: none yet, or a finished run)
+    closed_before: bool = False  # config.json had a chosen epoch: an earlier `close` ran
 
     @classmethod
     def open(
@@ -58,8 +67,9 @@ class Recorder:
         earlier writer added (an experiment's record, say) stay, but the chosen epoch of an
         earlier end, which `close` writes again.
 
-        Checkpoints kept: the newest `max_to_keep` (all when None), and always the best
-        epoch: the one `rule` chooses, or without a rule the first best by `keep_best`.
+        Checkpoints kept: the newest `max_to_keep` (the last alone when None), and always
+        the best epoch: the one `rule` chooses, or without a rule the first best by
+        `keep_best`. So by default the last and the chosen epoch.
 
         Raises:
           RuntimeError naming the run and the process holding it when another process has
@@ -72,12 +82,12 @@ class Recorder:
         try:
             folder.check_resumable(run, config["resume_key"])
             previous = folder.read_config(run) if (run.path / folder.CONFIG).exists() else {}
+            closed_before = previous.get("chosen_epoch") is not None
             for key in ("chosen_epoch", "chosen_by"):
                 previous.pop(key, None)
             metric = rule.metric if rule is not None else keep_best
-            folder.write_config(
-                run, {**previous, "max_to_keep": max_to_keep, "stopping_metric": metric, **config}
-            )
+            written = {**previous, "max_to_keep": max_to_keep, "stopping_metric": metric, **config}
+            folder.write_config(run, written)
             manager = checkpoints.open_manager(run.checkpoints)  # mtjax prunes, Orbax keeps all
         except BaseException:
             folder.unlock(run)
@@ -92,6 +102,8 @@ class Recorder:
             max_to_keep=max_to_keep,
             rule=rule,
             locked=True,
+            config=written,
+            closed_before=closed_before,
         )
 
     def restore(self, state) -> tuple[Any, list[dict]] | None:
@@ -154,6 +166,11 @@ class Recorder:
     ) -> None:
         """Writes one finished epoch: events, reports, the history, then the checkpoint.
 
+        Events are scalars only (the epoch's time among them); the first epoch a recorder
+        writes also logs the config as text and the Custom Scalars layout. Checkpoints of
+        epochs now neither the chosen one nor among the newest `max_to_keep` (the last
+        when None) are deleted.
+
         Args:
           epoch: the epoch.
           state: the train state after it.
@@ -161,7 +178,12 @@ class Recorder:
           reports: split -> task name -> `evaluate` report of this epoch.
           conflicts: (task a, task b) -> cosine of their gradients on one batch.
         """
-        events.log_epoch(self.writer, history[-1], self.tasks, reports, conflicts=conflicts)
+        record = history[-1]
+        if not self.recorded:  # this writer's first epoch
+            events.log_config(self.writer, self.config, epoch)
+            tags = [*events.scalars(record, self.tasks), events.EPOCH_SECONDS]
+            events.log_layout(self.writer, tags, self.tasks)
+        events.log_epoch(self.writer, record, self.tasks, conflicts=conflicts, timed=True)
         for split, split_reports in reports.items():
             folder.write_reports(self.run, epoch, split, split_reports)
         folder.write_history(self.run, history)
@@ -175,11 +197,20 @@ class Recorder:
         }
         checkpoints.save(self.manager, epoch, state, meta)
         best = int(history[self.best_epoch(history)]["epoch"])
-        checkpoints.prune(self.manager, keep={best}, newest=self.max_to_keep)
+        newest = 1 if self.max_to_keep is None else self.max_to_keep
+        checkpoints.prune(self.manager, keep={best}, newest=newest)
         self.last_reports = reports
+        self.recorded += 1
 
     def close(self, history: list[dict], *, chosen_epoch: int | None = None) -> None:
-        """Records the chosen epoch, writes the plots, closes the events and the checkpoints.
+        """Records the chosen epoch, draws the figures, closes the events and checkpoints.
+
+        Figures: the PNG curves; the confusion matrices of the chosen epoch
+        (`plots/confusion_{split}_{task}.png`) and, when it is another, of the last
+        (`..._last.png`), each also a TensorBoard image at its epoch's step, read back
+        from the epoch's JSON reports; and the HParams session (`events.log_hparams`):
+        the config's settings, the chosen epoch's metrics. A finished run opened again
+        and closed without training draws none: the earlier close did.
 
         Args:
           history: every record of the run.
@@ -188,6 +219,7 @@ class Recorder:
             the stopping metric, else "last epoch" (or "stopping rule" for a rule that
             watches no metric and chose an earlier epoch).
         """
+        epoch = last = None
         if history:
             last = int(history[-1]["epoch"])
             epoch = last if chosen_epoch is None else int(chosen_epoch)
@@ -197,11 +229,42 @@ class Recorder:
                 by = "last epoch" if epoch == last else "stopping rule"
             folder.write_chosen_epoch(self.run, epoch, by=by)
         try:
-            plots.write_plots(self.run, history, self.tasks, self.last_reports)
+            if self.recorded or not self.closed_before:
+                plots.write_plots(self.run, history, self.tasks)
+                if epoch is not None and last is not None:
+                    self._figures_of(history, epoch, last)
             events.close_events(self.writer)
             checkpoints.close(self.manager)
         finally:
             self._unlock()
+
+    def _figures_of(self, history: list[dict], chosen: int, last: int) -> None:
+        """Confusion images of the chosen and the last epoch, and the HParams session."""
+        drawn = [(chosen, "", "chosen" if chosen != last else "chosen, last")]
+        if chosen != last:
+            drawn.append((last, "_last", "last"))
+        else:  # an earlier close's last-epoch figures are no longer the last's
+            for stale in self.run.plots.glob("confusion_*_last.png"):
+                stale.unlink(missing_ok=True)
+        for epoch, suffix, what in drawn:
+            images = plots.confusion_images(
+                self._reports_of(epoch, last), self.tasks, note=f"epoch {epoch}, {what}"
+            )
+            events.log_images(self.writer, epoch, images)
+            plots.write_confusions(self.run, images, suffix=suffix)
+        record = next(r for r in history if int(r["epoch"]) == chosen)
+        metrics = events.chosen_metrics(record, self.tasks)
+        events.log_hparams(self.writer, events.hparams(self.config), metrics, chosen)
+
+    def _reports_of(self, epoch: int, last: int) -> dict[str, dict]:
+        """Split -> task name -> report of `epoch`: the last one's in memory, else the JSON."""
+        if self.recorded and epoch == last:
+            return self.last_reports
+        return {
+            split: folder.read_reports(self.run, epoch, split)
+            for split in folder.report_splits(self.run, epoch)
+            if split in records.SPLITS
+        }
 
     def _unlock(self) -> None:
         if self.locked:

@@ -104,11 +104,12 @@ def fit(
         and data replicated (data parallelism; batch_size must divide evenly). None
         runs on the default device.
       run: a `mtjax.runs.Run`: every epoch writes a checkpoint, TensorBoard events,
-        JSON reports and the history there, and plots at the end; a run that already
+        JSON reports and the history there, and at the end the plots, the confusion figures
+        of the chosen and the last epoch and the HParams; a run that already
         has checkpoints resumes after its last complete epoch and ends where an
         uninterrupted run would. A run folder written with other settings is refused.
-      max_to_keep: the newest checkpoints kept in the run (None: all); the epoch the
-        stopping rule chose and the last are always kept as well.
+      max_to_keep: the newest checkpoints kept in the run besides the chosen epoch's
+        (None: the last alone, so by default the last and the chosen epoch).
 
     Returns:
       A `Trained` value. Its `history` has one flat record per epoch, keys
@@ -255,9 +256,11 @@ def fit(
         if decision.best_epoch == epoch:
             best = (state.params["model"], state.batch_stats)
         if recorder is not None:
-            probe = epoch_runners.gather(train, planned.index[0], planned.weight[0], place)
-            cosines = conflicts(state.params["model"], state.batch_stats, probe)
-            recorder.epoch(epoch, state, history, reports, conflicts=_pairs(tasks, cosines))
+            pairs = None
+            if len(tasks) > 1:  # one task has no pair: no probe, no compile
+                probe = epoch_runners.gather(train, planned.index[0], planned.weight[0], place)
+                pairs = _pairs(tasks, conflicts(state.params["model"], state.batch_stats, probe))
+            recorder.epoch(epoch, state, history, reports, conflicts=pairs)
         bar.set_postfix(_postfix(history[-1], tasks))
         if decision.stop:
             break

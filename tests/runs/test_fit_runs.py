@@ -40,7 +40,8 @@ def test_run_folder_holds_config_events_reports_plots_checkpoints(tmp_path):
     assert json.loads((run.path / "history.json").read_text()) == json.loads(
         json.dumps(list(trained.history))
     )
-    assert sorted(p.name for p in run.checkpoints.iterdir() if p.name.isdigit()) == ["0", "1", "2"]
+    kept = sorted(int(p.name) for p in run.checkpoints.iterdir() if p.name.isdigit())
+    assert kept == sorted({trained.best_epoch, 2})  # by default the chosen and the last
     report = runs.read_reports(run, 2, "test")["word"]
     assert report["support"] == 30 and "confusion_matrix" in report
     assert {"learning_curves.png", "weights.png"} <= {p.name for p in run.plots.iterdir()}
@@ -147,7 +148,7 @@ def test_evaluate_a_saved_run_without_the_model_object(tmp_path):
     trn, tst = three_datasets(n=60), three_datasets(n=30, seed=10)
     run = runs.Run(tmp_path, "cnn")
     model = mt.models.HardSharingCNN(trn.tasks, channels=(4, 8))
-    trained = mt.fit(model, trn, epochs=2, run=run, progress=False, early_stop=None)
+    trained = mt.fit(model, trn, epochs=2, run=run, progress=False, early_stop=None, max_to_keep=2)
     every = mt.evaluate(run, tst)  # the model is rebuilt from config.json
     assert sorted(every) == [0, 1]
     direct = mt.evaluate(trained, tst)

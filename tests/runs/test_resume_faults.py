@@ -240,7 +240,7 @@ def test_a_flipped_bit_in_the_newest_checkpoint_falls_back_with_a_warning(tmp_pa
 
 
 def test_restoring_a_damaged_epoch_names_the_file(tmp_path):
-    spec = {"root": str(tmp_path), "name": "named", "epochs": 2}
+    spec = {"root": str(tmp_path), "name": "named", "epochs": 2, "max_to_keep": 2}
     resumed(spec)
     run = runs.Run(tmp_path, "named")
     damaged = flip_a_bit(run.checkpoints / "0").relative_to(run.checkpoints / "0")
