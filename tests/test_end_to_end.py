@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 
 import mtjax as mt
@@ -94,7 +96,9 @@ def test_demo_command_prints_the_summary_and_reuses_the_cache(tmp_path, capsys):
     run = tmp_path / "runs" / "demo-epochs2" / "fold0"
     assert f"tensorboard --logdir {run / 'events'}" in first.out
     assert list((run / "events").glob("events.out.tfevents.*"))
-    assert sorted(p.name for p in (run / "checkpoints").iterdir() if p.name.isdigit()) == ["0", "1"]
+    chosen = json.loads((run / "config.json").read_text())["chosen_epoch"]
+    kept = sorted(int(p.name) for p in (run / "checkpoints").iterdir() if p.name.isdigit())
+    assert kept == sorted({chosen, 1})  # the chosen epoch and the last
     assert (run / "reports" / "epoch_001" / "test" / "word.json").exists()
     assert (run / "plots" / "learning_curves.png").exists()
     assert cli.main(["demo", "--out", str(tmp_path), "--epochs", "2"]) == 0
