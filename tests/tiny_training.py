@@ -47,3 +47,22 @@ class SmallNet(nn.Module):
         h = nn.relu(nn.Dense(32)(x.reshape(x.shape[0], -1)))
         h = nn.Dropout(0.1, deterministic=not train)(h)
         return {t.name: nn.Dense(t.n_columns, name=f"head_{t.name}")(h) for t in self.tasks}
+
+
+def fit_choosing(run, chosen: int, last: int):
+    """A recorded fit of SmallNet on `three_datasets` for epochs 0..`last` whose stopping
+    rule never stops and chooses epoch `chosen` (once there is one)."""
+    rule = mt.early_stopping.Rule(
+        None, lambda history: mt.early_stopping.Decision(False, min(chosen, len(history) - 1))
+    )
+    return mt.fit(
+        SmallNet(three_datasets(n=8).tasks),
+        three_datasets(n=40),
+        three_datasets(n=12, seed=7),
+        validation=three_datasets(n=12, seed=5),
+        epochs=last + 1,
+        batch_size=16,
+        early_stop=rule,
+        run=run,
+        progress=False,
+    )

@@ -12,7 +12,7 @@ import jax
 import matplotlib.image
 import numpy as np
 import pytest
-from tiny_training import WORD, SmallNet, three_datasets
+from tiny_training import WORD, fit_choosing
 
 import mtjax as mt
 from mtjax import runs
@@ -23,25 +23,8 @@ CHOSEN, LAST = 1, 3
 SPLITS = ("validation", "test")
 
 
-def choose_epoch_1() -> mt.early_stopping.Rule:
-    """Never stops; the best epoch is 1 once there is one."""
-    return mt.early_stopping.Rule(
-        None, lambda history: mt.early_stopping.Decision(False, min(CHOSEN, len(history) - 1))
-    )
-
-
 def fit_into(run: runs.Run) -> mt.Trained:
-    return mt.fit(
-        SmallNet(three_datasets(n=8).tasks),
-        three_datasets(n=40),
-        three_datasets(n=12, seed=7),
-        validation=three_datasets(n=12, seed=5),
-        epochs=LAST + 1,
-        batch_size=16,
-        early_stop=choose_epoch_1(),
-        run=run,
-        progress=False,
-    )
+    return fit_choosing(run, CHOSEN, LAST)
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from tensorboard.plugins.custom_scalar import layout_pb2
 from tensorboard.plugins.hparams import plugin_data_pb2
 from tensorboard.util import tensor_util
-from tiny_training import LOUD, TAGS, WORD, SmallNet, three_datasets
+from tiny_training import LOUD, TAGS, WORD, SmallNet, fit_choosing, three_datasets
 
 import mtjax as mt
 from mtjax import runs
@@ -25,20 +25,7 @@ CHOSEN, LAST = 1, 3
 
 
 def fit_into(run: runs.Run) -> mt.Trained:
-    rule = mt.early_stopping.Rule(
-        None, lambda history: mt.early_stopping.Decision(False, min(CHOSEN, len(history) - 1))
-    )
-    return mt.fit(
-        SmallNet(three_datasets(n=8).tasks),
-        three_datasets(n=40),
-        three_datasets(n=12, seed=7),
-        validation=three_datasets(n=12, seed=5),
-        epochs=LAST + 1,
-        batch_size=16,
-        early_stop=rule,
-        run=run,
-        progress=False,
-    )
+    return fit_choosing(run, CHOSEN, LAST)
 
 
 def read_events(run: runs.Run) -> EventAccumulator:
