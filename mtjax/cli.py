@@ -7,6 +7,8 @@
                                         run an experiment file, or a sweep of them; each
                                         KEY=VALUE replaces a value of the file
                                         (train.epochs=5 train.combine=pcgrad)
+  mtjax datasets EXPERIMENT.toml [KEY=VALUE...]
+                                        clips, hours and labels per dataset, task and part
   mtjax report RUN_OR_FOLDER...         compare runs: a table and comparison.png
   mtjax evaluate RUN [--data EXP.toml]  re-evaluate a run's saved epochs
   mtjax predict RUN FILE|FOLDER... [--out predictions.csv]
@@ -109,6 +111,13 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--epochs", type=int, default=None, help="train.epochs (default: the file's)")
     run.add_argument("--name", default=None, help="name, where the runs go (default: the file's)")
     run.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    data = command("datasets", "what an experiment's datasets hold: clips, hours, labels")
+    data.add_argument("experiment", type=Path, help="the experiment file")
+    data.add_argument(
+        "overrides", nargs="*", default=[], metavar="KEY=VALUE", help="as for mtjax run"
+    )
+    data.add_argument("--quiet", action="store_true", help="no progress bars")
 
     rep = command("report", "compare runs: a table and comparison.png")
     rep.add_argument("runs", nargs="+", help="run folders, or folders holding runs")
@@ -229,7 +238,7 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
     """
     top = parser()
     args, extra = top.parse_known_args([a for a in argv if a != "--debug"])
-    if args.command == "run":
+    if args.command in ("run", "datasets"):
         args.overrides += [a for a in extra if "=" in a and not a.startswith("-")]
         extra = [a for a in extra if a not in args.overrides]
     if extra:
@@ -244,13 +253,16 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
 # The commands
 
 
-def run_command(args: argparse.Namespace) -> None:
-    """`mtjax run`: the file, its KEY=VALUE overrides and the shorthands, then every run."""
-    from mtjax.experiments import config, running, sweeps
+def experiment_of(args: argparse.Namespace) -> Any:
+    """The experiment file of `mtjax run` or `mtjax datasets`, changes applied.
+
+    The changes: its KEY=VALUE overrides, and `run`'s --folds, --epochs and --name.
+    """
+    from mtjax.experiments import config, sweeps
 
     changes = overrides(args.overrides)
     for option, key in (("folds", "run_folds"), ("epochs", "train.epochs"), ("name", "name")):
-        if getattr(args, option) is not None:
+        if getattr(args, option, None) is not None:
             changes[key] = getattr(args, option)
     experiment = config.load(args.experiment)
     if changes:
@@ -259,7 +271,14 @@ def run_command(args: argparse.Namespace) -> None:
         except config.ExperimentError as err:  # the file alone passed: the changes did it
             given = " ".join(f"{k}={v!r}" for k, v in changes.items())
             raise config.ExperimentError(f"{err} (set on the command line: {given})") from err
-    running.run_experiment(experiment, progress=not args.quiet)
+    return experiment
+
+
+def run_command(args: argparse.Namespace) -> None:
+    """`mtjax run`: the file, its KEY=VALUE overrides and the shorthands, then every run."""
+    from mtjax.experiments import running
+
+    running.run_experiment(experiment_of(args), progress=not args.quiet)
 
 
 def _cache(args: argparse.Namespace) -> int:
@@ -295,6 +314,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         )
     elif args.command == "run":
         run_command(args)
+    elif args.command == "datasets":
+        from mtjax.experiments import inventory
+
+        print(inventory.inventory(experiment_of(args), progress=not args.quiet))
     elif args.command == "report":
         from mtjax.experiments import reporting
 

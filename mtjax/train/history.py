@@ -139,6 +139,17 @@ def train_means(step_metrics: Mapping[str, Any], tasks: Sequence[Task]) -> Train
     )
 
 
+def epoch_cosines(cosines_SxKxK: np.ndarray, present_SxK: np.ndarray) -> np.ndarray:
+    """float64 [K, K]: each pair's mean gradient cosine over the steps holding both tasks.
+
+    0 for a pair that never shared a step; 1 on the diagonal of a task that was present.
+    """
+    present = np.asarray(present_SxK, np.float64)
+    both_SxKxK = present[:, :, None] * present[:, None, :]
+    total_KxK = (np.asarray(cosines_SxKxK, np.float64) * both_SxKxK).sum(0)
+    return total_KxK / np.maximum(both_SxKxK.sum(0), 1.0)
+
+
 def record(
     epoch: int,
     *,

@@ -58,6 +58,7 @@ def fit(
     mesh: jax.sharding.Mesh | None = None,
     run: Any = None,
     max_to_keep: int | None = None,
+    conflicts: bool | None = None,
 ) -> Trained:
     """Trains one shared model on every task of `train`.
 
@@ -110,6 +111,12 @@ def fit(
         uninterrupted run would. A run folder written with other settings is refused.
       max_to_keep: the newest checkpoints kept in the run besides the chosen epoch's
         (None: the last alone, so by default the last and the chosen epoch).
+      conflicts: the cosine between every two tasks' gradients of the shared parameters,
+        per epoch in the run's TensorBoard events (`train/conflict/{a}/{b}`). None: for
+        combiners with per-task gradients (pcgrad, cagrad, ...), their epoch mean over the
+        steps where both tasks were present, at no cost; none for the others. True: for
+        the others too, on the epoch's first batch (a second compiled function, an extra
+        backward pass per task each epoch). False: none.
 
     Returns:
       A `Trained` value. Its `history` has one flat record per epoch, keys
@@ -206,7 +213,9 @@ def fit(
     state = place.replicated(state)
     step = steps.make_train_step(model, tasks, loss_fns, combiner, shared=shared, augment=augment)
     run_epoch = epoch_runners.epoch_runner(step, train, place, state, run_key, first)
-    conflicts = jax.jit(steps.make_conflicts(model, tasks, loss_fns, shared=shared))  # if called
+    probe = None
+    if run is not None and conflicts and not combiner.uses_grads and len(tasks) > 1:
+        probe = jax.jit(steps.make_conflicts(model, tasks, loss_fns, shared=shared))
 
     # Loop: plan -> run -> summarise -> evaluate -> decide -> record.
     best = None
@@ -220,6 +229,7 @@ def fit(
         disable=not progress,
     )
     for epoch in bar:
+        bar.set_postfix_str(f"epoch {epoch} of 0-{epochs - 1}", refresh=False)  # 0-based
         started = time.perf_counter()
         planned = (
             first
@@ -229,7 +239,8 @@ def fit(
         schedules.check_batches(planned, len(train), batch_size)
         previous = state
         state, step_metrics = run_epoch(state, planned, epoch)
-        means = records.train_means(jax.device_get(step_metrics), tasks)
+        step_metrics = jax.device_get(step_metrics)
+        means = records.train_means(step_metrics, tasks)
         bad = [name for name, value in means.tasks.items() if not math.isfinite(value)]
         if bad or not math.isfinite(means.objective):
             raise TrainingError(
@@ -257,9 +268,13 @@ def fit(
             best = (state.params["model"], state.batch_stats)
         if recorder is not None:
             pairs = None
-            if len(tasks) > 1:  # one task has no pair: no probe, no compile
-                probe = epoch_runners.gather(train, planned.index[0], planned.weight[0], place)
-                pairs = _pairs(tasks, conflicts(state.params["model"], state.batch_stats, probe))
+            if probe is not None:
+                rows = epoch_runners.gather(train, planned.index[0], planned.weight[0], place)
+                cosines = probe(state.params["model"], state.batch_stats, rows)
+                pairs = _pairs(tasks, np.asarray(jax.device_get(cosines)))
+            elif conflicts is not False and "cosines" in step_metrics and len(tasks) > 1:
+                cosines = records.epoch_cosines(step_metrics["cosines"], step_metrics["present"])
+                pairs = _pairs(tasks, cosines)
             recorder.epoch(epoch, state, history, reports, conflicts=pairs)
         bar.set_postfix(_postfix(history[-1], tasks))
         if decision.stop:
@@ -278,10 +293,9 @@ def fit(
     return _trained(model, tasks, state, history, decision.best_epoch, loss_fns)
 
 
-def _pairs(tasks: Sequence[Task], cosines: jax.Array) -> dict[tuple[str, str], float]:
-    found = np.asarray(jax.device_get(cosines))
+def _pairs(tasks: Sequence[Task], cosines_KxK: np.ndarray) -> dict[tuple[str, str], float]:
     return {
-        (a.name, b.name): float(found[i, j])
+        (a.name, b.name): float(cosines_KxK[i, j])
         for i, a in enumerate(tasks)
         for j, b in enumerate(tasks)
         if i < j

@@ -197,7 +197,9 @@ def make_train_step(
 
     Returns:
       The step; metrics: loss (combined, scalar), tasks float32 [K] (each task's masked
-      mean), present bool [K], weights float32 [K] (d total / d loss_k).
+      mean), present bool [K], weights float32 [K] (d total / d loss_k), and for combiners
+      with `uses_grads` cosines float32 [K, K], the task gradients' cosine similarities
+      over the shared parameters (`task_cosines`).
     """
     _check_shared(shared)
     forward = make_forward(model)
@@ -247,6 +249,7 @@ def make_train_step(
             (total, comb_state), (weights_K, comb_grads) = jax.value_and_grad(
                 combined, argnums=(0, 1), has_aux=True
             )(losses_K, comb_params, present_K, shared_K)
+            cosines_KxK = task_cosines(losses.gram(shared_K))
             model_grads = jax.tree.map(lambda g: jnp.tensordot(weights_K, g, axes=1), shared_K)
             if shared != "all":
                 # a head's gradient: the plain sum over tasks (absent tasks' rows are 0)
@@ -269,12 +272,16 @@ def make_train_step(
             weights_K = jax.grad(lambda seen_K: combined(seen_K, comb_params, present_K, None)[0])(
                 jax.lax.stop_gradient(losses_K)
             )
+            cosines_KxK = None
         state = state.apply_gradients(
             grads={"model": model_grads, "combiner": comb_grads},
             batch_stats=batch_stats,
             comb_state=comb_state,
         )
-        return state, {"loss": total, "tasks": losses_K, "present": present_K, "weights": weights_K}
+        metrics = {"loss": total, "tasks": losses_K, "present": present_K, "weights": weights_K}
+        if cosines_KxK is not None:  # free where the combiner has per-task gradients
+            metrics["cosines"] = cosines_KxK
+        return state, metrics
 
     return step
 
@@ -346,8 +353,15 @@ def make_conflicts(
 
         losses_K, vjp = jax.vjp(task_losses, params)
         (grads_K,) = jax.vmap(vjp)(jnp.eye(len(tasks), dtype=losses_K.dtype))
-        gram = losses.gram(split_shared(grads_K, shared)[0])
-        norms = jnp.sqrt(jnp.maximum(jnp.diagonal(gram), 1e-30))
-        return gram / (norms[:, None] * norms[None, :])
+        return task_cosines(losses.gram(split_shared(grads_K, shared)[0]))
 
     return run
+
+
+def task_cosines(gram_KxK: jax.Array) -> jax.Array:
+    """float32 [K, K] cosine similarities from a Gram matrix of task gradients.
+
+    A task without gradient (absent from the batch) has cosine 0 with every other task.
+    """
+    norms_K = jnp.sqrt(jnp.maximum(jnp.diagonal(gram_KxK), 1e-30))
+    return gram_KxK / (norms_K[:, None] * norms_K[None, :])

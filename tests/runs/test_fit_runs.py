@@ -32,7 +32,14 @@ def test_run_folder_holds_config_events_reports_plots_checkpoints(tmp_path):
     trn, tst = three_datasets(n=80), three_datasets(n=30, seed=10)
     run = runs.Run(tmp_path, "three-tasks")
     trained = mt.fit(
-        SmallNet(trn.tasks), trn, tst, epochs=3, run=run, progress=False, combine=mt.losses.dwa()
+        SmallNet(trn.tasks),
+        trn,
+        tst,
+        epochs=3,
+        run=run,
+        progress=False,
+        combine=mt.losses.dwa(),
+        conflicts=True,  # a loss-level combiner: probed on each epoch's first batch
     )
     config = json.loads((run.path / "config.json").read_text())
     assert [t["name"] for t in config["tasks"]] == ["word", "loud", "tags"]

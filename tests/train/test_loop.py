@@ -168,6 +168,56 @@ def test_absent_task_contributes_exactly_zero():
     assert not np.array_equal(heads["head_word"]["kernel"], old["head_word"]["kernel"])
 
 
+class PlainNet(nn.Module):
+    """SmallNet without dropout: its train and eval forward passes agree."""
+
+    tasks: tuple
+
+    @nn.compact
+    def __call__(self, x, *, train=False):
+        h = nn.relu(nn.Dense(32)(x.reshape(x.shape[0], -1)))
+        return {t.name: nn.Dense(t.n_columns, name=f"head_{t.name}")(h) for t in self.tasks}
+
+
+def test_gradient_combiners_report_task_cosines_from_their_step():
+    data = three_datasets(n=40)
+    model = PlainNet(data.tasks)
+    tasks, fns = data.tasks, losses.loss_functions(data.tasks)
+    variables = model.init(jax.random.key(0), jnp.asarray(data.x[:2]))
+    state = mt.train.TrainState.create(
+        apply_fn=model.apply,
+        tx=optax.adam(1e-3),
+        params={"model": variables["params"], "combiner": {}},
+        batch_stats={},
+        comb_state=losses.pcgrad().init(3),
+    )
+    rows = np.concatenate([np.nonzero(data.dataset_id == d)[0][:4] for d in range(3)])
+    batch = mt.train.Batch(
+        jnp.asarray(data.x[rows]),
+        jnp.asarray(data.y[rows]),
+        jnp.asarray(data.has_task[rows]),
+        jnp.ones(len(rows)),
+    )
+    step = jax.jit(step_module.make_train_step(model, tasks, fns, losses.pcgrad()))
+    _, out = step(state, batch, jax.random.key(1), jnp.int32(0))
+    probe = jax.jit(step_module.make_conflicts(model, tasks, fns))
+    expected = probe(variables["params"], {}, batch)
+    np.testing.assert_allclose(out["cosines"], expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(np.diagonal(out["cosines"]), 1.0, rtol=1e-6)
+    sum_step = jax.jit(step_module.make_train_step(model, tasks, fns, losses.sum()))
+    assert "cosines" not in sum_step(state, batch, jax.random.key(1), jnp.int32(0))[1]
+
+
+def test_epoch_cosines_average_only_steps_holding_both_tasks():
+    cosines = np.array([[[1, 0.5, 0], [0.5, 1, 0], [0, 0, 0]], [[1, -0.1, 0.2]] * 3], float)
+    present = np.array([[True, True, False], [True, False, True]])
+    mean = mt.train.history.epoch_cosines(cosines, present)
+    assert mean[0, 1] == 0.5  # step 1 lacks task 1: only step 0 counts
+    assert mean[0, 2] == 0.2  # step 0 lacks task 2
+    assert mean[1, 2] == 0.0  # never together
+    assert mean[0, 0] == 1.0
+
+
 def test_host_fed_epochs_equal_on_device_epochs(data, monkeypatch):
     trn, _ = data
     on_device = mt.train.fit(SmallNet(trn.tasks), trn, epochs=2, progress=False, early_stop=None)

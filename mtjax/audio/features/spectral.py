@@ -195,6 +195,10 @@ class MelSpectrogram(_Mel):
     Fields and defaults are librosa's (`sample_rate` is its `sr`); window and hop may be given
     in seconds instead (`win_seconds`, `hop_seconds`). Default hop: `win_length // 4`.
 
+    Window and hop default to librosa's music settings, 2048 and 512 samples: 93 / 23 ms at
+    22050 Hz, 128 / 32 ms at 16 kHz. For speech give `win_seconds=0.025, hop_seconds=0.010`
+    (25 ms / 10 ms; `n_fft=512` at 16 kHz), as `FilterBank` does by default.
+
     Returns (on call): float32 `[T, n_mels]`.
     """
 
@@ -207,6 +211,10 @@ class LogMel(_Mel):
     """Log mel spectrogram in dB: `librosa.power_to_db(melspectrogram, ref, amin, top_db).T`.
 
     `ref` is a positive number or "max" (librosa's `ref=np.max`, per clip).
+
+    Window and hop default to librosa's music settings, 2048 and 512 samples: 93 / 23 ms at
+    22050 Hz, 128 / 32 ms at 16 kHz. For speech give `win_seconds=0.025, hop_seconds=0.010`
+    (25 ms / 10 ms; `n_fft=512` at 16 kHz), as `FilterBank` does by default.
 
     Returns (on call): float32 `[T, n_mels]`.
     """
@@ -232,6 +240,10 @@ class Mfcc(_Mel):
     (`dct_type`, `norm_dct`, librosa's `norm`) keeps `n_mfcc` coefficients, then `lifter`.
     librosa's `mfcc(y=...)` uses power_to_db's defaults (ref=1.0, amin=1e-10, top_db=80.0),
     which are these fields' defaults, so with them it equals librosa exactly.
+
+    Window and hop default to librosa's music settings, 2048 and 512 samples: 93 / 23 ms at
+    22050 Hz, 128 / 32 ms at 16 kHz. For speech give `win_seconds=0.025, hop_seconds=0.010`
+    (25 ms / 10 ms; `n_fft=512` at 16 kHz), as `FilterBank` does by default.
 
     Returns (on call): float32 `[T, n_mfcc]`.
     """
