@@ -9,7 +9,7 @@ from mtjax.audio import cache, features
 from mtjax.data import describe
 from mtjax.data import prepare as steps
 from mtjax.demo import layouts
-from mtjax.runs import folder
+from mtjax.runs import folder, plots
 from mtjax.train import evaluation, loop, metrics, models, stopping
 
 DEFAULTS = {"epochs": 25, "seed": 0, "folds": 5}
@@ -75,8 +75,8 @@ def run_demo(
     )
     reports = evaluation.evaluate(trained, split.test)
     print(
-        f"\ntest metrics of fold 0 (best epoch {trained.best_epoch + 1} of "
-        f"{len(trained.history)}, chosen on validation):"
+        f"\ntest metrics of fold 0 (chosen on validation: "
+        f"{plots.epoch_text(trained.best_epoch, len(trained.history) - 1)}):"
     )
     print(metrics.summary_table(reports, split.train.tasks))
     print(f"\nrun folder  {run.path}  (config, history, reports/, plots/, checkpoints/)")

@@ -104,7 +104,8 @@ def report(
       paths: run folders, or folders holding runs.
       split: the split compared ("test", "validation").
       plot: where the PNG goes; default `comparison.png` inside the first folder of runs, or
-        next to the first run.
+        next to the first run. Where multi-task groups meet single-task ones, the per-task
+        chart of both (`versus_plot`) goes next to it, `{stem}_versus.png`.
 
     Returns:
       The comparison.
@@ -127,4 +128,7 @@ def report(
         where = where / "comparison.png"
     runs.compare_plot(comparison, where)
     print(f"\nwrote {where}")
+    versus = comparisons.versus_plot(comparison, where.with_name(f"{where.stem}_versus.png"))
+    if versus is not None:
+        print(f"wrote {versus}")
     return comparison

@@ -4,7 +4,7 @@ folder (`Run`, config, history, reports: JSON through the one atomic writer) -> 
 (PNG figures) -> events (TensorBoard) -> checkpoints (Orbax, per epoch) -> recorder (what
 `fit(run=...)` writes and resumes through `Run.recorder`) -> reevaluate (`mt.evaluate(run,
 data)`) -> compare (each run at its chosen epoch; folds x seeds; multi- vs single-task with
-Δ, a paired test and ΔM %).
+Δ, a paired test and ΔM %; charts: comparison.png and comparison_versus.png).
 
 Names are imported on first use: reading or comparing finished runs imports no JAX.
 """
@@ -43,6 +43,7 @@ _NAMES = {
     "Comparison": "mtjax.runs.comparison",
     "compare": "mtjax.runs.comparison",
     "compare_plot": "mtjax.runs.comparison",
+    "versus_plot": "mtjax.runs.comparison",
     "delta_m": "mtjax.runs.comparison",
     "mean_and_std": "mtjax.runs.comparison",
     "mean_std": "mtjax.runs.comparison",

@@ -23,7 +23,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from mtjax import files, tables
-from mtjax.runs import folder, plots
+from mtjax.runs import charts, folder, plots
 from mtjax.runs.folder import Run
 from mtjax.train import history as records
 from mtjax.train import metrics
@@ -52,12 +52,14 @@ class Comparison(NamedTuple):
       -> its group), "missing" (tasks without one), "ambiguous" (tasks with several),
       "per_task" (task -> signed relative change, %), "delta_m" (their mean, %; NaN when
       a task is ambiguous or none has a reference)}.
+    split: the split every value is of.
     """
 
     rows: list[dict]
     text: str
     versus: list[dict]
     delta_m: list[dict]
+    split: str = "test"
 
 
 def lower_is_better(metric: str) -> bool:
@@ -430,31 +432,19 @@ def compare(
         " metric; mean ± sample std (ddof 1) over a group's folds × seeds"
     )
     text = "\n".join([heading, rows_table(rows), "", versus_text(versus, split, entries)])
-    return Comparison(rows=rows, text=text, versus=versus, delta_m=entries)
-
-
-_PANELS = {
-    "loss": "loss",
-    "accuracy": "accuracy / micro F1",
-    "micro_f1": "accuracy / micro F1",
-    "macro_f1": "macro F1",
-}
+    return Comparison(rows=rows, text=text, versus=versus, delta_m=entries, split=split)
 
 
 def compare_plot(comparison: Comparison, path: str | os.PathLike) -> Path:
-    """Writes a bar chart of the comparison as a PNG; returns its path.
+    """Writes `charts.comparison_figure` as a PNG: per metric and task, each group's mean ± std."""
+    return files.write_bytes(Path(path), plots.png_bytes(charts.comparison_figure(comparison)))
 
-    Per metric, per task, one bar per run or group at its chosen epochs, error bars the
-    sample std over folds × seeds.
+
+def versus_plot(comparison: Comparison, path: str | os.PathLike) -> Path | None:
+    """Writes `charts.versus_figure` as a PNG: per task, multi- vs single-task mean ± std.
+
+    Returns its path, or None (nothing written) when no group is set against another.
     """
-    tasks = list(dict.fromkeys(r["task"] for r in comparison.rows))
-    groups = list(dict.fromkeys(r["group"] for r in comparison.rows))
-    panels: dict[str, dict[str, tuple[list[float], list[float]]]] = {}
-    for title in dict.fromkeys(_PANELS.get(r["metric"], r["metric"]) for r in comparison.rows):
-        panels[title] = {g: ([math.nan] * len(tasks), [0.0] * len(tasks)) for g in groups}
-    for r in comparison.rows:
-        heights, errors = panels[_PANELS.get(r["metric"], r["metric"])][r["group"]]
-        heights[tasks.index(r["task"])] = r["mean"]
-        errors[tasks.index(r["task"])] = r["std"] if math.isfinite(r["std"]) else 0.0
-    fig = plots.grouped_bars(tasks, panels, title="each run at its chosen epoch")
-    return files.write_bytes(Path(path), plots.png_bytes(fig))
+    if not comparison.versus:
+        return None
+    return files.write_bytes(Path(path), plots.png_bytes(charts.versus_figure(comparison)))

@@ -1,9 +1,15 @@
-"""Figures of runs: learning curves, scores, combiner weights, confusion matrices, comparisons.
+"""Figures of runs: learning curves, scores, combiner weights, confusion matrices.
 
-Every function but `save` is pure: plain data in (flat history records as `fit` writes them,
-`evaluate` reports, `Task` values), a matplotlib `Figure` out. Figures are built with
+Every figure function is pure (`save`, `shown_run` and `write_*` touch files): plain data
+in (flat history records as `fit` writes them, `evaluate` reports, `Task` values), a
+matplotlib `Figure` out. Figures are built with
 `matplotlib.figure.Figure` and drawn on the Agg canvas, so nothing needs a display and no
-pyplot state is touched (a notebook's backend is left as it is). `mtjax.runs` writes them.
+pyplot state is touched (a notebook's backend is left as it is). `mtjax.runs` writes them;
+`mtjax.runs.charts` draws comparisons of runs.
+
+Epochs are 0-based everywhere, as in history.json, the checkpoints and `reports/epoch_000`:
+the curves' x ticks are whole epochs, the chosen epoch is marked "chosen (epoch N)", and the
+terminal says `epoch_text`, "epoch 3 of 0-9".
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from mtjax import files
 from mtjax.runs import folder
@@ -33,7 +40,49 @@ def _epochs(history: Sequence[Mapping]) -> np.ndarray:
     return np.array([int(r["epoch"]) for r in history], np.int64)
 
 
-def _grid(n: int, *, width: float, height: float, max_cols: int) -> tuple[Figure, list[Axes]]:
+def epoch_text(epoch: int, last: int) -> str:
+    """An epoch as the terminal shows it, 0-based like every file: "epoch 3 of 0-9".
+
+    Args:
+      epoch: the epoch (0 is the first).
+      last: the run's last epoch (epochs - 1).
+    """
+    return f"epoch {int(epoch)} of 0-{int(last)}"
+
+
+def run_title(what: str, name: str | None = None, fold: int | None = None) -> str:
+    """A figure's title naming its run: "learning curves: exp, fold 1" (`what` alone if none)."""
+    named = [part for part in (name, None if fold is None else f"fold {fold}") if part]
+    return f"{what}: {', '.join(named)}" if named else what
+
+
+def _epoch_axis(ax: Axes, epochs: np.ndarray, chosen: int | None) -> None:
+    """Whole-epoch x ticks; at `chosen`, a dotted vertical line and a ring on every curve.
+
+    The line is labelled "chosen (epoch N)" for the legend; nothing is marked when no curve
+    is drawn or `chosen` is not among `epochs`.
+    """
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    curves = list(ax.get_lines())
+    if chosen is None or not curves or int(chosen) not in epochs:
+        return
+    at = int(np.flatnonzero(epochs == int(chosen))[0])
+    points = [(float(np.asarray(c.get_ydata(), np.float64)[at]), c.get_color()) for c in curves]
+    points = [(y, color) for y, color in points if math.isfinite(y)]
+    ax.axvline(chosen, color="0.35", linestyle=":", linewidth=1.2, label=f"chosen (epoch {chosen})")
+    if points:
+        ax.scatter(
+            [int(chosen)] * len(points),
+            [y for y, _ in points],
+            s=45,
+            facecolors="none",
+            edgecolors=[color for _, color in points],
+            linewidths=1.5,
+            zorder=3,
+        )
+
+
+def grid(n: int, *, width: float, height: float, max_cols: int) -> tuple[Figure, list[Axes]]:
     """A figure with `n` axes in rows of at most `max_cols`, unused cells removed."""
     cols = max(1, min(n, max_cols))
     rows = max(1, math.ceil(n / cols))
@@ -51,9 +100,24 @@ def _plot_if_any(ax: Axes, x: np.ndarray, y: np.ndarray, **style) -> bool:
     return True
 
 
-def learning_curves(history: Sequence[Mapping], tasks: Sequence[Task]) -> Figure:
-    """One panel per task: its train, validation and test loss over the epochs."""
-    fig, axes = _grid(len(tasks), width=4.0, height=3.0, max_cols=3)
+def learning_curves(
+    history: Sequence[Mapping],
+    tasks: Sequence[Task],
+    *,
+    chosen: int | None = None,
+    name: str | None = None,
+    fold: int | None = None,
+) -> Figure:
+    """One panel per task: its train, validation and test loss over the epochs.
+
+    Args:
+      history: the run's flat records.
+      tasks: the run's tasks, one panel each.
+      chosen: the run's chosen epoch, marked on every panel; None marks none.
+      name: the run (experiment) named in the title.
+      fold: its fold, named in the title too.
+    """
+    fig, axes = grid(len(tasks), width=4.0, height=3.0, max_cols=3)
     epochs = _epochs(history)
     for ax, task in zip(axes, tasks):
         for split in SPLITS:
@@ -65,15 +129,26 @@ def learning_curves(history: Sequence[Mapping], tasks: Sequence[Task]) -> Figure
                 color=COLORS[split],
             )
         ax.set(title=task.name, xlabel="epoch", ylabel="loss")
+        _epoch_axis(ax, epochs, chosen)
         if ax.get_lines():
             ax.legend(fontsize="small")
-    fig.suptitle("learning curves")
+    fig.suptitle(run_title("learning curves", name, fold))
     return fig
 
 
-def scores(history: Sequence[Mapping], tasks: Sequence[Task]) -> Figure:
-    """One panel per task: validation and test headline score (solid) and macro F1 (dashed)."""
-    fig, axes = _grid(len(tasks), width=4.0, height=3.0, max_cols=3)
+def scores(
+    history: Sequence[Mapping],
+    tasks: Sequence[Task],
+    *,
+    chosen: int | None = None,
+    name: str | None = None,
+    fold: int | None = None,
+) -> Figure:
+    """One panel per task: validation and test headline score (solid) and macro F1 (dashed).
+
+    `chosen`, `name`, `fold`: as for `learning_curves`.
+    """
+    fig, axes = grid(len(tasks), width=4.0, height=3.0, max_cols=3)
     epochs = _epochs(history)
     for ax, task in zip(axes, tasks):
         head = metrics.headline_metric(task.kind)
@@ -94,21 +169,33 @@ def scores(history: Sequence[Mapping], tasks: Sequence[Task]) -> Figure:
                 linestyle="--",
             )
         ax.set(title=task.name, xlabel="epoch", ylabel="score", ylim=(0.0, 1.02))
+        _epoch_axis(ax, epochs, chosen)
         if ax.get_lines():
             ax.legend(fontsize="small")
-    fig.suptitle("scores")
+    fig.suptitle(run_title("scores", name, fold))
     return fig
 
 
-def weights(history: Sequence[Mapping], tasks: Sequence[Task]) -> Figure:
-    """The combiner's weight of every task over the epochs, one line per task."""
+def weights(
+    history: Sequence[Mapping],
+    tasks: Sequence[Task],
+    *,
+    chosen: int | None = None,
+    name: str | None = None,
+    fold: int | None = None,
+) -> Figure:
+    """The combiner's weight of every task over the epochs, one line per task.
+
+    `chosen`, `name`, `fold`: as for `learning_curves`.
+    """
     fig = Figure(figsize=(6.0, 3.5), layout="constrained")
     ax = fig.subplots()
     epochs = _epochs(history)
     for task in tasks:
         w = records.series(history, records.key("train", "weights", task.name))
         _plot_if_any(ax, epochs, w, label=task.name)
-    ax.set(title="combiner weights", xlabel="epoch", ylabel="weight")
+    ax.set(title=run_title("combiner weights", name, fold), xlabel="epoch", ylabel="weight")
+    _epoch_axis(ax, epochs, chosen)
     if ax.get_lines():
         ax.legend(fontsize="small")
     return fig
@@ -211,45 +298,10 @@ def confusion(
         title = (
             f"{title}\n{len(labels)} most frequent of {len(present)} labels; {len(rest)} left out"
         )
-    fig, axes = _grid(len(panels), width=2.4, height=2.4, max_cols=6)
+    fig, axes = grid(len(panels), width=2.4, height=2.4, max_cols=6)
     for ax, (label, counts) in zip(axes, panels.items()):
         _matrix(ax, counts, ("no", "yes"), title=label)
     fig.suptitle(title)
-    return fig
-
-
-def grouped_bars(
-    categories: Sequence[str],
-    panels: Mapping[str, Mapping[str, tuple[Sequence[float], Sequence[float]]]],
-    *,
-    title: str | None = None,
-) -> Figure:
-    """Side-by-side bars with error bars, one panel per entry of `panels`.
-
-    Args:
-      categories: the x positions' names (C), e.g. task names.
-      panels: panel title -> series name -> (heights [C], errors [C]); NaN draws no bar.
-      title: the figure's title.
-    """
-    fig, axes = _grid(
-        len(panels), width=max(4.0, 1.2 * len(categories) + 2.0), height=3.5, max_cols=1
-    )
-    x = np.arange(len(categories), dtype=np.float64)
-    for ax, (name, bars) in zip(axes, panels.items()):
-        width = 0.8 / max(1, len(bars))
-        for i, (label, (heights, errors)) in enumerate(bars.items()):
-            h = np.asarray(heights, np.float64)
-            e = np.nan_to_num(np.asarray(errors, np.float64))
-            drawn = np.isfinite(h)
-            if drawn.any():
-                offset = (i - (len(bars) - 1) / 2) * width
-                ax.bar(x[drawn] + offset, h[drawn], width, yerr=e[drawn], capsize=3, label=label)
-        ax.set_xticks(x, categories)
-        ax.set_title(name)
-        if ax.containers:
-            ax.legend(fontsize="small")
-    if title:
-        fig.suptitle(title)
     return fig
 
 
@@ -324,6 +376,27 @@ def write_confusions(
     ]
 
 
+def shown_run(run: Run, history: Sequence[Mapping]) -> dict:
+    """What the run's figures show of it, from its config.json (none: the run's name only).
+
+    Returns:
+      {"chosen": the recorded chosen epoch (None where none is, or the history lacks it),
+      "name": the experiment's name, else the run's, "fold": config "fold" or None}.
+    """
+    config = folder.read_config(run) if (run.path / folder.CONFIG).is_file() else {}
+    experiment = config.get("experiment")
+    name = experiment.get("name") if isinstance(experiment, Mapping) else None
+    chosen = config.get("chosen_epoch")
+    if chosen is not None and int(chosen) not in _epochs(history):
+        chosen = None
+    fold = config.get("fold")
+    return {
+        "chosen": None if chosen is None else int(chosen),
+        "name": str(name or run.name),
+        "fold": None if fold is None else int(fold),
+    }
+
+
 def write_plots(
     run: Run,
     history: Sequence[Mapping],
@@ -332,14 +405,16 @@ def write_plots(
 ) -> list[Path]:
     """Writes the run's PNGs under `plots/`; returns their paths.
 
-    `learning_curves.png`, `scores.png`, `weights.png`, and `confusion_{split}_{task}.png` for
+    `learning_curves.png`, `scores.png`, `weights.png` (titled with the run's experiment and
+    fold, the chosen epoch marked: `shown_run`), and `confusion_{split}_{task}.png` for
     each report in `reports_by_split` (split -> task name -> report; a run's recorder gives
     none and writes the chosen and the last epoch's itself, `write_confusions`).
     """
+    shown = shown_run(run, history)
     figures = {
-        "learning_curves.png": learning_curves(history, tasks),
-        "scores.png": scores(history, tasks),
-        "weights.png": weights(history, tasks),
+        "learning_curves.png": learning_curves(history, tasks, **shown),
+        "scores.png": scores(history, tasks, **shown),
+        "weights.png": weights(history, tasks, **shown),
     }
     paths = [files.write_bytes(run.plots / name, png_bytes(fig)) for name, fig in figures.items()]
     return paths + write_confusions(run, confusion_images(reports_by_split or {}, tasks))
