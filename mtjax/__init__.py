@@ -42,6 +42,7 @@ _NAMES = {
     "Run": "mtjax.runs.folder",
     "load": "mtjax.inference.predictor",
     "export": "mtjax.inference.artifact",
+    "hear_module": "mtjax.inference.hear",
     # the stage packages
     "tasks": "mtjax.tasks:",
     "tables": "mtjax.tables:",

@@ -23,6 +23,7 @@ from mtjax.data.values import Split as Split
 from mtjax.data.values import TaskDataset as TaskDataset
 from mtjax.data.values import concat as concat
 from mtjax.inference.artifact import export as export
+from mtjax.inference.hear import hear_module as hear_module
 from mtjax.inference.predictor import load as load
 from mtjax.runs.folder import Run as Run
 from mtjax.tasks import Task as Task
@@ -65,6 +66,7 @@ __all__ = [
     "features",
     "fit",
     "frame",
+    "hear_module",
     "inference",
     "limit",
     "load",

@@ -66,9 +66,10 @@ def read(
         to its `sample_rate`.
       cache: folder of the feature cache; None extracts into a temporary folder that
         lives as long as the process.
-      n_jobs: worker processes; default all cores; 1 extracts in this process.
+      n_jobs: worker processes; default all cores; 1 extracts in this process, as does
+        an extraction whose `in_process` is True (an `Embedding`), whatever `n_jobs`.
       executor: any `concurrent.futures.Executor` (a Dask or Ray one for a cluster);
-        overrides `n_jobs`. Its workers must see the cache folder.
+        overrides `n_jobs` (not `in_process`). Its workers must see the cache folder.
       in_memory: True loads the features as one padded array; False keeps them on disk
         as a `DiskArray` (index mode) that reads rows when they are used: same API,
         memory bounded by what is in use, not by the dataset's size.
@@ -234,8 +235,8 @@ def _run_jobs(todo, extraction, parts: Path, n_jobs, executor):
     workers = max(1, n_jobs or os.cpu_count() or 1)
     size = max(1, min(BATCH_FILES, len(todo) // (workers * 4)))
     batches = [todo[i : i + size] for i in range(0, len(todo), size)]
-    if executor is None and workers == 1:
-        for batch in batches:
+    if getattr(extraction, "in_process", False) or (executor is None and workers == 1):
+        for batch in batches:  # an `in_process` extraction (a model) is never sent to workers
             yield worker.extract_batch(batch, extraction, str(parts))
         return
     own = executor is None

@@ -2,7 +2,8 @@
 
 predictor (`load(run) -> Predictor`: the run's extraction, prepare steps and model at its
 chosen epoch; `predict_to_csv`) -> artifact (`export(run, path)`: a serialized
-`jax.export` of features -> probabilities, with the scaling folded in, and its JSON).
+`jax.export` of features -> probabilities, with the scaling folded in, and its JSON);
+hear (`hear_module(run)`: the run's trunk as a HEAR-API module of embeddings).
 
 Names are imported on first use.
 """
@@ -18,6 +19,7 @@ _NAMES = {
     "load": "mtjax.inference.predictor",
     "predict_to_csv": "mtjax.inference.predictor",
     "export": "mtjax.inference.artifact",
+    "hear_module": "mtjax.inference.hear",
 }
 
 __all__ = sorted(_NAMES)

@@ -17,15 +17,31 @@ field reaches the computation and a bad value raises ValueError naming the field
 `ext.key` is a stable string naming the class and every field (e.g. for cache keys);
 `ext.to_config()` and `from_config(config)` turn an extraction into a plain dict and back.
 Extractions are hashable and picklable.
+
+`Embedding(fn, model, sample_rate, version=...)` makes any callable from waveform to
+frames x dims (a JAX, ONNX or torch model) an extraction keyed by its name and version;
+`hear_embedding(module, ...)` does so for a HEAR-API module. Neither is in `EXTRACTIONS`
+(a config cannot rebuild `fn`): pass the value to `mt.load(run, extraction=...)`. An
+Embedding is hashable, and picklable when its `fn` is.
 """
 
 import dataclasses
 from typing import Any
 
+from mtjax import _lazy
 from mtjax.audio.features.base import Extraction
+from mtjax.audio.features.embedding import Embedding, hear_embedding
 from mtjax.audio.features.raw import Raw
 from mtjax.audio.features.spectral import FilterBank, LogMel, MelSpectrogram, Mfcc
 from mtjax.audio.features.summary import STATS, LogbankSummary, summarise
+
+# The JAX path (mtjax.audio.features.device) is imported on first use: workers never import JAX.
+_DEVICE = {name: "mtjax.audio.features.device" for name in ("batch_features", "on_device")}
+
+
+def __getattr__(name: str) -> Any:
+    return _lazy.attribute(globals(), name, _DEVICE)
+
 
 EXTRACTIONS: dict[str, type] = {
     cls.__name__: cls for cls in (Raw, MelSpectrogram, LogMel, Mfcc, FilterBank, LogbankSummary)
@@ -53,6 +69,7 @@ def from_config(config: dict[str, Any]) -> Any:
 __all__ = [
     "EXTRACTIONS",
     "STATS",
+    "Embedding",
     "Extraction",
     "FilterBank",
     "LogMel",
@@ -60,6 +77,9 @@ __all__ = [
     "MelSpectrogram",
     "Mfcc",
     "Raw",
+    "batch_features",
     "from_config",
+    "hear_embedding",
+    "on_device",
     "summarise",
 ]
