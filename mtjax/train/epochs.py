@@ -34,6 +34,24 @@ DEVICE_BYTES = 2 * 2**30  # training arrays up to this size live on the device
 RunEpoch = Callable[[TrainState, schedules.Batches, int], tuple[TrainState, dict]]
 
 
+def as_mesh(devices: Any) -> jax.sharding.Mesh | None:
+    """A one-axis "data" mesh over `devices` (a list of devices), a given Mesh as is, or None.
+
+    Raises:
+      ValueError: an empty list, or a Mesh without a "data" axis.
+    """
+    if devices is None or isinstance(devices, jax.sharding.Mesh):
+        mesh = devices
+    else:
+        found = list(devices)
+        if not found:
+            raise ValueError("devices= is empty; give a list of jax devices, a Mesh, or None")
+        mesh = jax.sharding.Mesh(np.array(found), ("data",))
+    if mesh is not None and "data" not in mesh.axis_names:
+        raise ValueError(f"the mesh needs a 'data' axis, it has {mesh.axis_names}")
+    return mesh
+
+
 class Placement:
     """Where arrays go: the default device, or a mesh.
 
@@ -42,14 +60,11 @@ class Placement:
     """
 
     def __init__(self, mesh: jax.sharding.Mesh | None, batch_size: int):
-        self.mesh = mesh
-        if mesh is not None:
-            if "data" not in mesh.axis_names:
-                raise ValueError(f"the mesh needs a 'data' axis, it has {mesh.axis_names}")
-            if batch_size % mesh.shape["data"]:
-                raise ValueError(
-                    f"batch_size {batch_size} does not split over {mesh.shape['data']} devices"
-                )
+        self.mesh = mesh = as_mesh(mesh)
+        if mesh is not None and batch_size % mesh.shape["data"]:
+            raise ValueError(
+                f"batch_size {batch_size} does not split over {mesh.shape['data']} devices"
+            )
 
     def replicated(self, tree: Any) -> Any:
         """`tree` on the device, whole on every device of the mesh."""

@@ -13,6 +13,7 @@ import numpy as np
 from mtjax.data import values
 from mtjax.data.values import MultiTaskData, TaskDataset
 from mtjax.tasks import Task, task_slices
+from mtjax.train import epochs as epoch_runners
 from mtjax.train import metrics
 from mtjax.train.step import Trained, make_forward
 
@@ -33,24 +34,31 @@ def make_predict(model: nn.Module, loss_fns: Sequence[Callable], tasks: Sequence
     return predict
 
 
-def predict_logits(trained: Trained, data: MultiTaskData, *, batch_size: int = 256):
+def predict_logits(
+    trained: Trained, data: MultiTaskData, *, batch_size: int = 256, devices: Any = None
+):
     """(logits {name: float32 [N, C_k]}, per-row losses float32 [N, K]) over all rows.
 
     Rows go through the model in batches of one fixed size (the last one padded), so
-    nothing recompiles; an out-of-core `x` is read one batch at a time.
+    nothing recompiles; an out-of-core `x` is read one batch at a time. With `devices` (a
+    list of devices or a Mesh with a "data" axis) each batch is split over them, its size
+    rounded up to a multiple of their number, and the parameters replicated.
     """
     predict = _predictor(trained)
+    mesh = epoch_runners.as_mesh(devices)
     n = len(data)
-    size = max(1, min(batch_size, n))
+    shards = 1 if mesh is None else mesh.shape["data"]
+    size = -(-max(1, min(batch_size, n)) // shards) * shards
+    place = epoch_runners.Placement(mesh, size)
+    params, batch_stats = place.replicated((trained.params, trained.batch_stats))
     logits: dict[str, list] = {t.name: [] for t in trained.tasks}
     row_losses = []
     for begin in range(0, n, size):
         rows = np.arange(begin, min(begin + size, n))
         padded = np.concatenate([rows, np.full(size - len(rows), rows[0])])
-        x = np.asarray(data.x[padded], np.float32)
-        out, losses_BxK = predict(
-            trained.params, trained.batch_stats, x, np.asarray(data.y[padded], np.float32)
-        )
+        x = place.rows(np.asarray(data.x[padded], np.float32))
+        y = place.rows(np.asarray(data.y[padded], np.float32))
+        out, losses_BxK = predict(params, batch_stats, x, y)
         for t in trained.tasks:
             logits[t.name].append(np.asarray(out[t.name])[: len(rows)])
         row_losses.append(np.asarray(losses_BxK)[: len(rows)])
@@ -78,6 +86,7 @@ def evaluate(
     batch_size: int = 256,
     threshold: float = 0.5,
     split: str = "evaluation",
+    devices: Any = None,
 ) -> dict:
     """Per-task reports of a trained model, or of a saved run's epochs, on `data`.
 
@@ -94,6 +103,8 @@ def evaluate(
       batch_size: rows per forward pass.
       threshold: probability above which a multilabel or binary label is predicted.
       split: the name the run's reports are written under.
+      devices: a list of devices or a Mesh with a "data" axis that each batch is split
+        over (`fit`'s `devices`); None: the default device.
 
     Returns:
       {task name: report}, each in scikit-learn's classification_report(output_dict=True)
@@ -117,7 +128,7 @@ def evaluate(
     if missing:
         raise ValueError(f"the data has tasks {missing} that the model was not trained on")
     data = _align_tasks(data, trained.tasks)
-    logits, row_losses = predict_logits(trained, data, batch_size=batch_size)
+    logits, row_losses = predict_logits(trained, data, batch_size=batch_size, devices=devices)
     has = np.asarray(data.has_task, bool)
     task_loss = {
         t.name: float((row_losses[:, k] * has[:, k]).sum() / max(has[:, k].sum(), 1))

@@ -56,6 +56,7 @@ def fit(
     augment: Augment | None = None,
     progress: bool = True,
     mesh: jax.sharding.Mesh | None = None,
+    devices: Sequence[jax.Device] | jax.sharding.Mesh | None = None,
     run: Any = None,
     max_to_keep: int | None = None,
     conflicts: bool | None = None,
@@ -104,6 +105,11 @@ def fit(
       mesh: a device mesh with a "data" axis: batches are split along it, parameters
         and data replicated (data parallelism; batch_size must divide evenly). None
         runs on the default device.
+      devices: the same as a list of devices (`jax.devices()`: every local one), or a
+        Mesh; give `devices` or `mesh`, not both. Every combiner works unchanged: the
+        step is one program over the global batch, its per-task gradients reduced
+        across devices by XLA, so a run on 4 devices equals one on 1 up to float
+        rounding.
       run: a `mtjax.runs.Run`: every epoch writes a checkpoint, TensorBoard events,
         JSON reports and the history there, and at the end the plots, the confusion figures
         of the chosen and the last epoch and the HParams; a run that already
@@ -136,6 +142,9 @@ def fit(
       being finite.
     """
     # Set-up.
+    if devices is not None and mesh is not None:
+        raise ValueError("give devices= or mesh=, not both")
+    mesh = epoch_runners.as_mesh(mesh if devices is None else devices)
     train = values.as_multi(train, "train")
     test = None if test is None else values.as_multi(test, "test")
     validation = None if validation is None else values.as_multi(validation, "validation")
@@ -252,7 +261,8 @@ def fit(
             )
         current = _trained(model, tasks, state, history, epoch, loss_fns)
         parts = {"validation": validation, "test": test}
-        reports = {n: evaluate(current, part) for n, part in parts.items() if part is not None}
+        sides = {n: part for n, part in parts.items() if part is not None}
+        reports = {n: evaluate(current, part, devices=mesh) for n, part in sides.items()}
         history.append(
             records.record(
                 epoch,

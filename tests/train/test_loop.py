@@ -290,24 +290,32 @@ def test_bad_input_errors(data):
         mt.train.fit(SmallNet(trn.tasks), mt.data.subset(trn, np.array([], int)), epochs=1)
 
 
-@pytest.mark.parametrize("stepwise", [False, True])
-def test_data_parallel_on_four_devices_equals_one_device(data, monkeypatch, stepwise):
-    trn, _ = data
+@pytest.mark.parametrize("combine, stepwise", [("sum", False), ("dwa", True), ("pcgrad", False)])
+def test_data_parallel_on_four_devices_equals_one_device(data, monkeypatch, combine, stepwise):
+    trn, tst = data
     assert len(jax.devices()) == 4  # conftest forces four CPU devices
     monkeypatch.setattr(step_module, "scan_is_slow", lambda *args: stepwise)
-    one = mt.train.fit(SmallNet(trn.tasks), trn, epochs=2, progress=False, early_stop=None)
-    mesh = jax.sharding.Mesh(np.array(jax.devices()), ("data",))
-    four = mt.train.fit(
-        SmallNet(trn.tasks), trn, epochs=2, progress=False, early_stop=None, mesh=mesh
-    )
+    options = dict(epochs=2, progress=False, early_stop=None, combine=combine)
+    if combine == "pcgrad":  # every task in every step, so the surgery acts
+        options["batches"] = batching.every_task()
+    one = mt.train.fit(SmallNet(trn.tasks), trn, **options)
+    four = mt.train.fit(SmallNet(trn.tasks), trn, devices=jax.devices(), **options)
     close = jax.tree.map(
-        lambda a, b: bool(np.allclose(a, b, rtol=1e-4, atol=1e-5)), one.params, four.params
+        lambda a, b: bool(np.allclose(a, b, rtol=1e-5, atol=1e-5)), one.params, four.params
     )
     assert all(jax.tree.leaves(close))
     kernel = four.params["head_word"]["kernel"]
     assert kernel.sharding.is_fully_replicated and len(kernel.sharding.device_set) == 4
-    with pytest.raises(ValueError, match="does not split"):
-        mt.train.fit(SmallNet(trn.tasks), trn, epochs=1, batch_size=30, mesh=mesh)
+    on_one = mt.train.evaluate(four, tst)["word"]["loss"]
+    assert mt.train.evaluate(four, tst, devices=jax.devices()[:2])["word"]["loss"] == (
+        pytest.approx(on_one, rel=1e-6)
+    )
+    if combine == "sum" and not stepwise:
+        mesh = jax.sharding.Mesh(np.array(jax.devices()), ("data",))
+        with pytest.raises(ValueError, match="does not split"):
+            mt.train.fit(SmallNet(trn.tasks), trn, epochs=1, batch_size=30, mesh=mesh)
+        with pytest.raises(ValueError, match="not both"):
+            mt.train.fit(SmallNet(trn.tasks), trn, epochs=1, mesh=mesh, devices=jax.devices())
 
 
 def test_fit_refuses_a_validation_set_lacking_a_task(data):
