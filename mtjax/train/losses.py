@@ -5,9 +5,12 @@ is labelled for which task with `has_task` bool [B, K]; padding rows have `weigh
 `task_losses` gives each task's mean loss over its rows ([K]) and whether the task has
 any row at all (`present` [K]), with static shapes and no boolean indexing.
 
-The loss combiners (`sum`, `mean`, `weighted`, `uncertainty_weighting`, `dwa`, `rlw`,
-`gradnorm`, `pcgrad`, `cagrad`, `mgda`) live in `mtjax.combiners` and are re-exported
-here, so `mt.losses.pcgrad()` is a combiner.
+The loss combiners live in `mtjax.train.combiners` and are re-exported here, so
+`mt.losses.pcgrad()` is a combiner: loss-level `sum`, `mean`, `weighted`,
+`uncertainty_weighting`, `dwa`, `rlw`, `gls`, `imtl_l`, `famo`, `stch`; on per-task
+gradients `gradnorm`, `pcgrad`, `cagrad`, `mgda`, `excess_mtl`, `db_mtl`, `imtl_g`,
+`gradvac`, `config`, `aligned_mtl`, `krum`, `upgrad`, `dualproj`, `nash_mtl`, `fairgrad`;
+and `ema(combiner)`, which smooths any combiner's task weights over steps.
 """
 
 from __future__ import annotations

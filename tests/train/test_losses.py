@@ -179,6 +179,22 @@ ALL = [
     ("pcgrad", {}),
     ("cagrad", {}),
     ("mgda", {}),
+    ("gls", {}),
+    ("imtl_l", {}),
+    ("famo", {}),
+    ("stch", {"warmup_epochs": 1}),
+    ("excess_mtl", {}),
+    ("db_mtl", {}),
+    ("ema", {"combiner": "dwa"}),
+    ("imtl_g", {}),
+    ("gradvac", {}),
+    ("config", {}),
+    ("aligned_mtl", {}),
+    ("krum", {"selected": 2}),  # one-hot weights with selected=1
+    ("upgrad", {}),
+    ("dualproj", {}),
+    ("nash_mtl", {}),
+    ("fairgrad", {}),
 ]
 
 
@@ -252,7 +268,9 @@ def test_normalisation_over_present_tasks():
 
 
 def test_unknown_combiner_lists_the_known_ones():
-    with pytest.raises(ValueError, match=r"unknown combiner 'avg'; known: cagrad, dwa, gradnorm"):
+    with pytest.raises(
+        ValueError, match=r"unknown combiner 'avg'; known: aligned_mtl, cagrad, config"
+    ):
         mtl.combiner_from_config("avg")
     with pytest.raises(ValueError, match="3 weights for 2 tasks"):
         mtl.weighted([1.0, 2.0, 3.0]).init(2)

@@ -5,7 +5,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from mtjax.train.combiners import base, gradient, weighting
+from mtjax.train.combiners import (
+    aggregators,
+    aggregators_solved,
+    balancing,
+    base,
+    gradient,
+    weighting,
+)
 from mtjax.train.combiners.base import Combiner
 
 
@@ -45,7 +52,30 @@ COMBINERS: dict[str, Callable[..., Combiner]] = {
     "pcgrad": gradient.pcgrad,
     "cagrad": gradient.cagrad,
     "mgda": gradient.mgda,
+    "gls": balancing.gls,
+    "imtl_l": balancing.imtl_l,
+    "famo": balancing.famo,
+    "stch": balancing.stch,
+    "excess_mtl": balancing.excess_mtl,
+    "db_mtl": balancing.db_mtl,
+    "imtl_g": aggregators.imtl_g,
+    "gradvac": aggregators.gradvac,
+    "config": aggregators.config_,
+    "aligned_mtl": aggregators.aligned_mtl,
+    "krum": aggregators.krum,
+    "upgrad": aggregators_solved.upgrad,
+    "dualproj": aggregators_solved.dualproj,
+    "nash_mtl": aggregators_solved.nash_mtl,
+    "fairgrad": aggregators_solved.fairgrad,
 }
+
+
+def ema(combiner: Any = "mean", decay: float = 0.9) -> Combiner:
+    """`balancing.ema` over a combiner given by name (`{name = "ema", combiner = "dwa"}`)."""
+    return balancing.ema(as_combiner(combiner), decay=decay)
+
+
+COMBINERS["ema"] = ema
 
 
 def combiner_from_config(name: str, **kwargs: Any) -> Combiner:
