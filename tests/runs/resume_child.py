@@ -34,7 +34,9 @@ def fit_arguments(spec: dict) -> tuple:
     """(model, train, kwargs of fit) for a spec; every key has a default."""
     train = three_datasets(n=spec.get("n", 24), seed=spec.get("data_seed", 0))
     validation = three_datasets(n=12, seed=5)
-    combine = COMBINERS[spec.get("combine", "sum")](**spec.get("combine_options", {}))
+    name = spec.get("combine", "sum")
+    factory = COMBINERS.get(name) or mt.losses.COMBINERS[name]
+    combine = factory(**spec.get("combine_options", {}))
     kwargs = dict(
         validation=validation,
         epochs=spec.get("epochs", 5),
