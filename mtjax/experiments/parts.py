@@ -21,6 +21,7 @@ from mtjax.experiments import checks, registry
 from mtjax.tasks import Task
 from mtjax.train import augment as augmentation
 from mtjax.train import losses
+from mtjax.train.step import PRECISIONS
 
 LOSSES = {
     "binary_cross_entropy": losses.binary_cross_entropy,
@@ -39,6 +40,7 @@ TRAIN_KEYS = (
     "max_to_keep",
     "validation_fraction",
     "augment",
+    "precision",
 )
 # What a model factory is given besides its keys (`tasks`), and Flax's own module fields.
 MODEL_SUPPLIED = ("tasks", "parent", "name")
@@ -158,6 +160,9 @@ def train(c: checks.Checker, raw: Mapping) -> dict:
         raise c.fail("train.validation_fraction", f"must be in (0, 1), got {fraction}")
     out["validation_fraction"] = fraction
     out["augment"] = _augment(c, raw.get("augment"))
+    precision = c.string(raw.get("precision", "float32"), "train.precision", PRECISIONS)
+    if precision != "float32":  # the default is left out, as runs recorded before it
+        out["precision"] = precision
     return out
 
 

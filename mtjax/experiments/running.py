@@ -192,6 +192,7 @@ def _fit(experiment: config.Experiment, run: runs.Run, split, *, progress: bool)
         seed=experiment.seed,
         validation_fraction=train["validation_fraction"],
         augment=parts.build_augment(train.get("augment")),
+        precision=train.get("precision", "float32"),
         run=run,
         max_to_keep=train["max_to_keep"],
         progress=progress,

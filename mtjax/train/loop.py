@@ -54,6 +54,7 @@ def fit(
     allow_partial_validation: bool = False,
     shared: steps.Shared = steps.not_a_head,
     augment: Augment | None = None,
+    precision: str = "float32",
     progress: bool = True,
     mesh: jax.sharding.Mesh | None = None,
     devices: Sequence[jax.Device] | jax.sharding.Mesh | None = None,
@@ -101,6 +102,10 @@ def fit(
         None (the default) trains on the batches as they are: on the real-audio
         benchmark (`benchmarks/real_audio.py`) no setting helped within the default
         epochs and patience.
+      precision: "float32", or "bfloat16": the model runs in bfloat16 (its parameters
+        and inputs cast to it in the step) while parameters, losses, the combiner and
+        the optimizer stay float32 (mixed precision; fastest on accelerators with
+        bfloat16 units, usually slower on CPUs). Evaluation runs in float32.
       progress: show a progress bar with per-task losses.
       mesh: a device mesh with a "data" axis: batches are split along it, parameters
         and data replicated (data parallelism; batch_size must divide evenly). None
@@ -207,6 +212,7 @@ def fit(
             else states.default_optimizer_config(epochs, steps_per_epoch),
             validation_fraction=validation_fraction,
             augment=augment.to_json() if augment else None,
+            **({"precision": precision} if precision != "float32" else {}),
             **({"shared": shared} if combiner.uses_grads else {}),
         )
         recorder = run.recorder(
@@ -220,7 +226,9 @@ def fit(
     # The step, and the one epoch runner for the whole run (see `epochs`).
     place = epoch_runners.Placement(mesh, batch_size)
     state = place.replicated(state)
-    step = steps.make_train_step(model, tasks, loss_fns, combiner, shared=shared, augment=augment)
+    step = steps.make_train_step(
+        model, tasks, loss_fns, combiner, shared=shared, augment=augment, precision=precision
+    )
     run_epoch = epoch_runners.epoch_runner(step, train, place, state, run_key, first)
     probe = None
     if run is not None and conflicts and not combiner.uses_grads and len(tasks) > 1:

@@ -151,9 +151,41 @@ def _accepts_train(model: nn.Module) -> bool:
         return False
 
 
-def make_forward(model: nn.Module) -> Callable:
-    """`forward(params, batch_stats, x, train, dropout_key) -> (logits, batch_stats)`."""
+PRECISIONS = ("float32", "bfloat16")
+
+
+def _cast_floats(tree: Any, dtype: Any) -> Any:
+    """Every floating leaf of `tree` as `dtype`; other leaves as they are."""
+    return jax.tree.map(
+        lambda a: a.astype(dtype) if jnp.issubdtype(jnp.result_type(a), jnp.floating) else a, tree
+    )
+
+
+def make_forward(model: nn.Module, precision: str = "float32") -> Callable:
+    """`forward(params, batch_stats, x, train, dropout_key) -> (logits, batch_stats)`.
+
+    With `precision="bfloat16"` the model computes in bfloat16: the parameters (kept in
+    float32 by the caller, which differentiates through the cast) and `x` are cast to it,
+    the logits and the updated batch statistics come back as float32, so losses, combiner
+    and optimizer work in float32 (mixed precision).
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     takes_train = _accepts_train(model)
+    if precision == "bfloat16":
+        full = make_forward(model)
+
+        def low(params, batch_stats, x, train: bool, dropout_key):
+            logits, stats = full(
+                _cast_floats(params, jnp.bfloat16),
+                batch_stats,
+                jnp.asarray(x).astype(jnp.bfloat16),
+                train,
+                dropout_key,
+            )
+            return _cast_floats(logits, jnp.float32), _cast_floats(stats, jnp.float32)
+
+        return low
 
     def forward(params, batch_stats, x, train: bool, dropout_key):
         variables = {"params": params}
@@ -179,6 +211,7 @@ def make_train_step(
     *,
     shared: Shared = not_a_head,
     augment: Augment | None = None,
+    precision: str = "float32",
 ) -> Callable:
     """`step(state, batch, run_key, epoch) -> (state, metrics)`, pure and jittable.
 
@@ -194,6 +227,8 @@ def make_train_step(
         (heads included, each head's gradient then scaled by its task weight).
       augment: on-device augmentation of each batch before the forward pass
         (`mtjax.train.augment`), keyed by the run key and the step number; None: none.
+      precision: "float32", or "bfloat16" for the model's forward and backward pass in
+        bfloat16 (`make_forward`); parameters, losses, combiner and update stay float32.
 
     Returns:
       The step; metrics: loss (combined, scalar), tasks float32 [K] (each task's masked
@@ -202,7 +237,7 @@ def make_train_step(
       over the shared parameters (`task_cosines`).
     """
     _check_shared(shared)
-    forward = make_forward(model)
+    forward = make_forward(model, precision)
     n_tasks = len(tasks)
 
     def step(state: TrainState, batch: Batch, run_key: jax.Array, epoch: jax.Array):
