@@ -14,6 +14,7 @@ parallel gradients give finite weights.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import NamedTuple
 
 import jax
@@ -62,6 +63,21 @@ def _pinv_solve(m: jax.Array, rhs: jax.Array, *, hermitian: bool = False) -> jax
 # IMTL-G
 
 
+def gram_weighting(name: str, weights: Callable[[jax.Array, jax.Array], jax.Array]) -> Combiner:
+    """A combiner without state whose task weights are `weights(gram [K, K], present [K])`.
+
+    The Gram matrix is of the per-task gradients of the shared parameters; the total is
+    `sum_k stop_gradient(a_k) L_k` over present tasks (`base.weighted_total`).
+    """
+
+    def apply(losses, state, *, present, grads=None, **extra):
+        del extra
+        g_KxK = gradient._task_gram(grads, losses.shape[0], name)
+        return base.weighted_total(weights(g_KxK, present), losses, present), state
+
+    return Combiner(base.no_state, apply, uses_grads=True)
+
+
 def imtl_g_weights(g_KxK: jax.Array, present: jax.Array) -> jax.Array:
     """IMTL-G's weights: sum_k a_k = 1 and sum_k a_k g_k has equal projections on every u_k.
 
@@ -103,13 +119,7 @@ def imtl_g() -> Combiner:
     total = sum_k stop_gradient(a_k) L_k. This is the gradient half of IMTL (its loss-scale
     half, IMTL-L, is not included).
     """
-
-    def apply(losses, state, *, present, grads=None, **extra):
-        del extra
-        g_KxK = gradient._task_gram(grads, losses.shape[0], "imtl_g")
-        return base.weighted_total(imtl_g_weights(g_KxK, present), losses, present), state
-
-    return Combiner(base.no_state, apply, uses_grads=True)
+    return gram_weighting("imtl_g", lambda g_KxK, present: imtl_g_weights(g_KxK, present))
 
 
 # ----------------------------------------------------------------------------------------
@@ -150,13 +160,7 @@ def config_() -> Combiner:
     sum_k stop_gradient(a_k) L_k. Registered as "config". (The momentum variant, M-ConFIG,
     is not included.)
     """
-
-    def apply(losses, state, *, present, grads=None, **extra):
-        del extra
-        g_KxK = gradient._task_gram(grads, losses.shape[0], "config")
-        return base.weighted_total(config_weights(g_KxK, present), losses, present), state
-
-    return Combiner(base.no_state, apply, uses_grads=True)
+    return gram_weighting("config", lambda g_KxK, present: config_weights(g_KxK, present))
 
 
 # ----------------------------------------------------------------------------------------
@@ -207,13 +211,9 @@ def aligned_mtl(scale: str = "min") -> Combiner:
     if scale not in ("min", "rmse"):
         raise ValueError(f"aligned_mtl: scale must be 'min' or 'rmse', got {scale!r}")
 
-    def apply(losses, state, *, present, grads=None, **extra):
-        del extra
-        g_KxK = gradient._task_gram(grads, losses.shape[0], "aligned_mtl")
-        a_K = aligned_mtl_weights(g_KxK, present, scale=scale)
-        return base.weighted_total(a_K, losses, present), state
-
-    return Combiner(base.no_state, apply, uses_grads=True)
+    return gram_weighting(
+        "aligned_mtl", lambda g_KxK, present: aligned_mtl_weights(g_KxK, present, scale=scale)
+    )
 
 
 # ----------------------------------------------------------------------------------------
@@ -266,13 +266,9 @@ def krum(f: int = 1, selected: int = 1) -> Combiner:
     if f < 0 or selected < 1:
         raise ValueError(f"krum: f must be >= 0 and selected >= 1, got f={f}, selected={selected}")
 
-    def apply(losses, state, *, present, grads=None, **extra):
-        del extra
-        g_KxK = gradient._task_gram(grads, losses.shape[0], "krum")
-        a_K = krum_weights(g_KxK, present, f=f, selected=selected)
-        return base.weighted_total(a_K, losses, present), state
-
-    return Combiner(base.no_state, apply, uses_grads=True)
+    return gram_weighting(
+        "krum", lambda g_KxK, present: krum_weights(g_KxK, present, f=f, selected=selected)
+    )
 
 
 # ----------------------------------------------------------------------------------------

@@ -139,14 +139,9 @@ def upgrad(steps: int | None = None, tol: float = 1e-5) -> Combiner:
       steps: active-set iterations per projection; None is 2K + 8.
       tol: the projections' cosine tolerance (see `lower_bounded_min_norm`).
     """
-
-    def apply(losses, state, *, present, grads=None, **extra):
-        del extra
-        g_KxK = gradient._task_gram(grads, losses.shape[0], "upgrad")
-        a_K = upgrad_weights(g_KxK, present, steps=steps, tol=tol)
-        return base.weighted_total(a_K, losses, present), state
-
-    return Combiner(base.no_state, apply, uses_grads=True)
+    return aggregators.gram_weighting(
+        "upgrad", lambda g_KxK, present: upgrad_weights(g_KxK, present, steps=steps, tol=tol)
+    )
 
 
 def dualproj(steps: int | None = None, tol: float = 1e-5) -> Combiner:
@@ -160,14 +155,12 @@ def dualproj(steps: int | None = None, tol: float = 1e-5) -> Combiner:
       steps: active-set iterations; None is 2K + 8.
       tol: the projection's cosine tolerance (see `lower_bounded_min_norm`).
     """
-
-    def apply(losses, state, *, present, grads=None, **extra):
-        del extra
-        g_KxK = gradient._task_gram(grads, losses.shape[0], "dualproj")
-        a_K = lower_bounded_min_norm(g_KxK, base.uniform(present), present, steps=steps, tol=tol)
-        return base.weighted_total(a_K, losses, present), state
-
-    return Combiner(base.no_state, apply, uses_grads=True)
+    return aggregators.gram_weighting(
+        "dualproj",
+        lambda g_KxK, present: lower_bounded_min_norm(
+            g_KxK, base.uniform(present), present, steps=steps, tol=tol
+        ),
+    )
 
 
 # ----------------------------------------------------------------------------------------
@@ -244,14 +237,9 @@ def nash_mtl(steps: int = 40) -> Combiner:
     Args:
       steps: Newton iterations.
     """
-
-    def apply(losses, state, *, present, grads=None, **extra):
-        del extra
-        g_KxK = gradient._task_gram(grads, losses.shape[0], "nash_mtl")
-        a_K = power_equilibrium(g_KxK, present, alpha=1.0, steps=steps)
-        return base.weighted_total(a_K, losses, present), state
-
-    return Combiner(base.no_state, apply, uses_grads=True)
+    return aggregators.gram_weighting(
+        "nash_mtl", lambda g_KxK, present: power_equilibrium(g_KxK, present, alpha=1.0, steps=steps)
+    )
 
 
 def fairgrad(alpha: float = 1.0, steps: int = 40) -> Combiner:
@@ -270,10 +258,7 @@ def fairgrad(alpha: float = 1.0, steps: int = 40) -> Combiner:
     if not alpha > 0:
         raise ValueError(f"fairgrad: alpha must be > 0, got {alpha}")
 
-    def apply(losses, state, *, present, grads=None, **extra):
-        del extra
-        g_KxK = gradient._task_gram(grads, losses.shape[0], "fairgrad")
-        a_K = power_equilibrium(g_KxK, present, alpha=alpha, steps=steps)
-        return base.weighted_total(a_K, losses, present), state
-
-    return Combiner(base.no_state, apply, uses_grads=True)
+    return aggregators.gram_weighting(
+        "fairgrad",
+        lambda g_KxK, present: power_equilibrium(g_KxK, present, alpha=alpha, steps=steps),
+    )
