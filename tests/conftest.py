@@ -9,6 +9,8 @@ from __future__ import annotations
 import os
 
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=4")
+# the jobs' persistent compilation cache would outlive each test's folder (tested apart)
+os.environ.setdefault("MTJAX_NO_COMPILATION_CACHE", "1")
 
 import jax
 import numpy as np

@@ -10,7 +10,7 @@ from mtjax.data import describe
 from mtjax.data import prepare as steps
 from mtjax.demo import layouts
 from mtjax.runs import folder, plots
-from mtjax.train import evaluation, loop, metrics, models, stopping
+from mtjax.train import compiled, evaluation, loop, metrics, models, stopping
 
 DEFAULTS = {"epochs": 25, "seed": 0, "folds": 5}
 
@@ -41,6 +41,7 @@ def run_demo(
     """
     name = run_name(epochs=epochs, seed=seed, folds=folds) if name is None else name
     started = time.perf_counter()
+    compiled.use_compilation_cache(out / "cache" / ".jax")
     paths = layouts.make_demo(out / "data", seed=seed)
     extraction = features.LogMel(sample_rate=16000, n_fft=512, hop_length=160, n_mels=40)
     datasets = [

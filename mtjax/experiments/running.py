@@ -21,7 +21,7 @@ from mtjax.data import describe, prepare, splitters, values
 from mtjax.experiments import config, parts, reporting, sweeps
 from mtjax.runs import folder as run_folder
 from mtjax.tasks import Task
-from mtjax.train import evaluation, loop, metrics
+from mtjax.train import compiled, evaluation, loop, metrics
 
 log = logging.getLogger("mtjax")
 
@@ -221,6 +221,8 @@ def run_experiment(experiment: config.Experiment, *, progress: bool = True) -> l
       The runs in sweep order, each point's folds in order.
     """
     points = sweeps.expand(experiment)
+    if experiment.cache is not None:
+        compiled.use_compilation_cache(experiment.cache / ".jax")
     _check_loss_tasks(experiment, build_readers(experiment))
     groups: dict[str, list[config.Experiment]] = {}
     for point in points:
