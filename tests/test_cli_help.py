@@ -108,7 +108,7 @@ def test_every_help_shows_every_default(capsys):
     ("argv", "message"),
     [
         ([], "the following arguments are required: COMMAND (see mtjax --help)"),
-        (["rnu"], "invalid choice: 'rnu' (choose from 'demo', 'run', 'report', 'evaluate', "),
+        (["rnu"], "invalid choice: 'rnu' (choose from 'demo', 'run', 'datasets', 'report', "),
         (["rnu"], "; did you mean 'run'? (see mtjax --help)"),
         (
             ["demo", "--epocs", "3"],
