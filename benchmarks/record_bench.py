@@ -14,15 +14,16 @@ then `--repeats` fits of each kind, interleaved, and the fastest of each kind is
 (on a shared machine the fastest is the least disturbed).
 The line also splits the recorded fit's extra time: the recorder's per-epoch writes
 (`epoch_s`: events, reports, history, checkpoint), its `close` (`close_s`: figures,
-HParams) and the rest (`other_s`: opening the run, the gradient-conflict probe, and the
-noise between two fits); `recorder_ratio` is the ratio the recorder's own time alone gives,
+HParams) and the rest (`other_s`: opening the run, the checkpoint files Orbax writes in the
+background while the next epoch trains, and the noise between two fits); `recorder_ratio`
+is the ratio the recorder's own time alone gives,
 (unrecorded + epoch_s + close_s) / unrecorded, which a loaded machine disturbs less.
 
-`--no-probe` replaces the gradient-conflict probe, which `fit` runs every epoch of a
-recorded run, by zeros: a diagnostic of what recording costs without it.
+`--conflicts` records the gradient-conflict probe too (`fit(conflicts=True)`, off by default
+for the default `sum` combiner): what recording costs with it.
 
 Usage: python benchmarks/record_bench.py [--rows 400] [--epochs 12] [--repeats 2]
-       [--cases demo,classes50] [--no-probe]
+       [--cases demo,classes50] [--conflicts]
 """
 
 from __future__ import annotations
@@ -32,7 +33,6 @@ import json
 import tempfile
 import time
 
-import jax.numpy as jnp
 import numpy as np
 
 import mtjax as mt
@@ -101,13 +101,17 @@ class Timed:
         recorders.Recorder.epoch, recorders.Recorder.close = self._epoch, self._close
 
 
+CONFLICTS = {"conflicts": None}  # fit's `conflicts` for the recorded fits (--conflicts)
+
+
 def seconds_of_fit(train, test, epochs: int, run: runs.Run | None) -> float:
     started = time.perf_counter()
-    mt.fit(None, train, test, epochs=epochs, batch_size=32, progress=False, run=run)
+    options = CONFLICTS if run is not None else {}
+    mt.fit(None, train, test, epochs=epochs, batch_size=32, progress=False, run=run, **options)
     return time.perf_counter() - started
 
 
-def measure(name: str, rows: int, epochs: int, root: str, *, repeats: int, probe: bool) -> dict:
+def measure(name: str, rows: int, epochs: int, root: str, *, repeats: int) -> dict:
     train, test = case(name, rows)
     seconds_of_fit(train, test, 1, None)  # warm: JAX's caches
     seconds_of_fit(train, test, 1, runs.Run(root, f"{name}-warm"))  # and the run's imports
@@ -138,7 +142,7 @@ def measure(name: str, rows: int, epochs: int, root: str, *, repeats: int, probe
         "close_s": round(close_s, 2),
         "other_s": round(with_run - without - epoch_s - close_s, 2),
         "recorder_ratio": round((without + epoch_s + close_s) / without, 3),
-        "probe": probe,
+        "conflicts": CONFLICTS["conflicts"],
     }
 
 
@@ -148,20 +152,13 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=12, help="epochs of each fit (12)")
     parser.add_argument("--repeats", type=int, default=2, help="fits of each kind (2)")
     parser.add_argument("--cases", default="demo,classes50", help="demo,classes50")
-    parser.add_argument("--no-probe", action="store_true", help="no gradient-conflict probe")
+    parser.add_argument("--conflicts", action="store_true", help="fit(conflicts=True)")
     args = parser.parse_args()
-    if args.no_probe:
-        from mtjax.train import step
-
-        def zeros(model, tasks, *args, **kwargs):
-            return lambda *inputs: jnp.zeros((len(tasks), len(tasks)))
-
-        step.make_conflicts = zeros
+    if args.conflicts:
+        CONFLICTS["conflicts"] = True
     with tempfile.TemporaryDirectory() as root:
         for name in args.cases.split(","):
-            line = measure(
-                name, args.rows, args.epochs, root, repeats=args.repeats, probe=not args.no_probe
-            )
+            line = measure(name, args.rows, args.epochs, root, repeats=args.repeats)
             print(json.dumps(line), flush=True)
 
 

@@ -132,8 +132,10 @@ def _metric_reader(path: str, *, best_mode: str) -> Callable[[Mapping[str, Any]]
     return best_fn
 
 
-def save(manager: ocp.CheckpointManager, epoch: int, state: Any, meta: dict) -> None:
-    """Saves `state` and `meta` as step `epoch` and waits until it is on disk.
+def save(
+    manager: ocp.CheckpointManager, epoch: int, state: Any, meta: dict, *, wait: bool = True
+) -> None:
+    """Saves `state` and `meta` as step `epoch`; with `wait`, until it is on disk.
 
     Orbax writes into a temporary folder and renames it when complete, so a crash
     leaves either the whole checkpoint or none. An existing checkpoint of the same
@@ -146,6 +148,10 @@ def save(manager: ocp.CheckpointManager, epoch: int, state: Any, meta: dict) -> 
       epoch: the epoch just finished; the step number on disk.
       state: the train state pytree (arrays, NamedTuples, dicts; empty nodes allowed).
       meta: JSON-serializable dict (lists, dicts, str, int, float, bool, None).
+      wait: False returns once Orbax holds a host copy of `state` and writes the files in
+        the background (training goes on meanwhile); `finish(manager, epoch)` must then
+        follow before the next save, a prune or a restore. Until it has, the epoch lacks
+        its checksum file, so a run killed meanwhile resumes from the epoch before.
     """
     try:
         json.dumps(meta)
@@ -164,9 +170,16 @@ def save(manager: ocp.CheckpointManager, epoch: int, state: Any, meta: dict) -> 
     args = ocp.args.Composite(
         **{STATE: ocp.args.StandardSave(state), META: ocp.args.JsonSave(meta)}
     )
-    saved = manager.save(epoch, args=args, metrics=numbers, force=True)
+    if not manager.save(epoch, args=args, metrics=numbers, force=True):
+        raise RuntimeError(f"orbax did not save epoch {epoch} in {manager.directory}")
+    if wait:
+        finish(manager, epoch)
+
+
+def finish(manager: ocp.CheckpointManager, epoch: int) -> None:
+    """Waits until the save of `epoch` is on disk, then writes its checksum file."""
     manager.wait_until_finished()
-    if not saved:
+    if epoch not in manager.all_steps():
         raise RuntimeError(f"orbax did not save epoch {epoch} in {manager.directory}")
     folder = Path(_step_folder(manager, epoch))
     checksums = {"epoch": epoch, "files": _file_hashes(folder)}

@@ -48,6 +48,7 @@ class Recorder:
     config: dict = dataclasses.field(default_factory=dict)  # config.json as `open` wrote it
     recorded: int = 0  # epochs recorded by this recorder (0: none yet, or a finished run)
     closed_before: bool = False  # config.json had a chosen epoch: an earlier `close` ran
+    pending: tuple[int, int] | None = None  # (epoch, best) of a checkpoint still being written
 
     @classmethod
     def open(
@@ -121,6 +122,20 @@ class Recorder:
         self.writer = events.open_events(self.run, purge_step=len(history))
         return state, history
 
+    def _finish_saving(self) -> None:
+        """Completes the last epoch's checkpoint (checksums), then prunes the older ones.
+
+        Pruning waits for it: until a newer checkpoint is complete, the last complete one
+        is what a resume starts from.
+        """
+        if self.pending is None:
+            return
+        epoch, best = self.pending
+        checkpoints.finish(self.manager, epoch)
+        self.pending = None
+        newest = 1 if self.max_to_keep is None else self.max_to_keep
+        checkpoints.prune(self.manager, keep={best}, newest=newest)
+
     def restore_epoch(self, state, epoch: int):
         """`state` with the model parameters and batch statistics saved after `epoch`.
 
@@ -128,6 +143,7 @@ class Recorder:
         `state`, the last epoch's, as `fit` keeps it when the best epoch is in memory: a
         run ends with the same value whether or not it was resumed.
         """
+        self._finish_saving()
         saved = checkpoints.restore(self.manager, epoch, state)[0]
         return state.replace(
             params={**state.params, "model": saved.params["model"]},
@@ -195,10 +211,9 @@ class Recorder:
             "seed": self.seed,
             "schedule_position": {"next_epoch": epoch + 1, "step": int(state.step)},
         }
-        checkpoints.save(self.manager, epoch, state, meta)
-        best = int(history[self.best_epoch(history)]["epoch"])
-        newest = 1 if self.max_to_keep is None else self.max_to_keep
-        checkpoints.prune(self.manager, keep={best}, newest=newest)
+        self._finish_saving()
+        checkpoints.save(self.manager, epoch, state, meta, wait=False)  # on disk meanwhile
+        self.pending = epoch, int(history[self.best_epoch(history)]["epoch"])
         self.last_reports = reports
         self.recorded += 1
 
@@ -229,6 +244,7 @@ class Recorder:
                 by = "last epoch" if epoch == last else "stopping rule"
             folder.write_chosen_epoch(self.run, epoch, by=by)
         try:
+            self._finish_saving()
             if self.recorded or not self.closed_before:
                 plots.write_plots(self.run, history, self.tasks)
                 if epoch is not None and last is not None:

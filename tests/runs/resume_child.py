@@ -93,6 +93,7 @@ def main(spec: dict) -> None:
         def epoch_then_pause(self, epoch, *args, **kwargs):
             record_epoch(self, epoch, *args, **kwargs)
             if epoch == pause_after:
+                self._finish_saving()  # the checkpoint is written while the next epoch runs
                 paused_marker(spec).write_text(str(os.getpid()))
                 time.sleep(600)
 
