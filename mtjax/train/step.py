@@ -285,7 +285,14 @@ def make_train_step(
                 combined, argnums=(0, 1), has_aux=True
             )(losses_K, comb_params, present_K, shared_K)
             cosines_KxK = task_cosines(losses.gram(shared_K))
-            model_grads = jax.tree.map(lambda g: jnp.tensordot(weights_K, g, axes=1), shared_K)
+            if combiner.aggregate is not None:  # the shared gradient itself, not weights
+                model_grads, comb_state, weights_K = combiner.aggregate(
+                    shared_K, state.comb_state, present=present_K, **extra
+                )
+            else:
+                model_grads = jax.tree.map(
+                    lambda g: jnp.tensordot(weights_K, g, axes=1), shared_K
+                )
             if shared != "all":
                 # a head's gradient: the plain sum over tasks (absent tasks' rows are 0)
                 both = {**model_grads, **jax.tree.map(lambda g: g.sum(0), own_K)}

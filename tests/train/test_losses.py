@@ -195,6 +195,8 @@ ALL = [
     ("dualproj", {}),
     ("nash_mtl", {}),
     ("fairgrad", {}),
+    ("graddrop", {}),
+    ("trimmed_mean", {}),
 ]
 
 

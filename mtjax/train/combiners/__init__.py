@@ -5,7 +5,8 @@ weighted, uncertainty_weighting, dwa, rlw) -> gradient (per-task gradients: grad
 pcgrad, cagrad, mgda) -> balancing (loss-level: gls, imtl_l, famo, stch; with gradient
 norms: excess_mtl, db_mtl; `ema` of any combiner's weights) -> aggregators (from the Gram
 matrix in closed form: imtl_g, config, aligned_mtl, krum, gradvac) -> aggregators_solved
-(solved each step: upgrad, dualproj, nash_mtl, fairgrad) -> catalogue (every built-in by
+(solved each step: upgrad, dualproj, nash_mtl, fairgrad) -> coordinates (the shared
+gradient itself, coordinate by coordinate: graddrop, trimmed_mean) -> catalogue (every built-in by
 name, `as_combiner`).
 """
 
@@ -48,6 +49,7 @@ from mtjax.train.combiners.balancing import (
 )
 from mtjax.train.combiners.base import Combiner, EmptyState, stateless
 from mtjax.train.combiners.catalogue import COMBINERS, as_combiner, combiner_from_config
+from mtjax.train.combiners.coordinates import graddrop, trimmed_mean
 from mtjax.train.combiners.gradient import (
     GradNormState,
     cagrad,
@@ -105,6 +107,7 @@ __all__ = [
     "flatten_task_grads",
     "gls",
     "gradnorm",
+    "graddrop",
     "gradvac",
     "gradvac_weights",
     "gram",
@@ -125,6 +128,7 @@ __all__ = [
     "stch",
     "sum",
     "sum_",
+    "trimmed_mean",
     "uncertainty_weighting",
     "upgrad",
     "upgrad_weights",

@@ -10,6 +10,7 @@ from mtjax.train.combiners import (
     aggregators_solved,
     balancing,
     base,
+    coordinates,
     gradient,
     weighting,
 )
@@ -32,6 +33,7 @@ def as_combiner(x: Any) -> Combiner:
             x.apply,
             uses_grads=bool(getattr(x, "uses_grads", False)),
             init_params=getattr(x, "init_params", None),
+            aggregate=getattr(x, "aggregate", None),
         )
     if callable(x):
         return base.stateless(x)
@@ -67,6 +69,8 @@ COMBINERS: dict[str, Callable[..., Combiner]] = {
     "dualproj": aggregators_solved.dualproj,
     "nash_mtl": aggregators_solved.nash_mtl,
     "fairgrad": aggregators_solved.fairgrad,
+    "graddrop": coordinates.graddrop,
+    "trimmed_mean": coordinates.trimmed_mean,
 }
 
 
