@@ -11,9 +11,9 @@ FairGrad's equations by their residual.
 
 from __future__ import annotations
 
-import functools
 import itertools
 
+import gram_cases
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -41,43 +41,14 @@ FACTORIES = {
 }
 
 
-@functools.cache
-def _jitted(name, kwargs=()):
-    comb = FACTORIES[name](**dict(kwargs))
-
-    @jax.jit
-    def run(present, grads, key, state):
-        def total(losses):
-            return comb.apply(losses, state, present=present, key=key, grads=grads)
-
-        (t, new_state), w = jax.value_and_grad(total, has_aux=True)(jnp.ones([K], jnp.float32))
-        return t, w, new_state
-
-    return comb, run
-
-
-def weights(name, g, present, *, key=0, state=None, full=False, **kwargs):
-    """Task weights of a combiner for gradients g [k, p] in the first k of K slots."""
-    comb, run = _jitted(name, tuple(sorted(kwargs.items())))
-    padded = np.zeros([K, P], np.float32)
-    padded[: len(g), : g.shape[1]] = g
-    padded[len(g) :] = 1e3  # absent slots: huge gradients that must not count
-    mask = np.zeros(K, bool)
-    mask[: len(g)] = present
-    state = comb.init(K) if state is None else state
-    t, w, new_state = run(jnp.asarray(mask), {"w": jnp.asarray(padded)}, jax.random.key(key), state)
-    assert (np.asarray(w)[~mask] == 0.0).all(), (name, w)  # absent: exactly 0
-    out = np.asarray(w, np.float64)[: len(g)]
-    return (out, new_state, t) if full else out
+weights = gram_cases.weights_of(FACTORIES, K, P)
 
 
 # ----------------------------------------------------------------------------------------
 # Cases: conflicting, near-opposite, near-parallel and unequal-norm gradients
 
 
-def _random(k, p, seed):
-    rng = np.random.default_rng(seed)
-    return rng.normal(size=(k, p)) * np.exp(rng.uniform(-1.0, 1.0, size=(k, 1)))
+_random = gram_cases.random_gradients
 
 
 def _cases():

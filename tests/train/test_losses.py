@@ -195,6 +195,8 @@ ALL = [
     ("dualproj", {}),
     ("nash_mtl", {}),
     ("fairgrad", {}),
+    ("sdmgrad", {}),
+    ("modo", {}),
     ("graddrop", {}),
     ("trimmed_mean", {}),
 ]

@@ -5,7 +5,8 @@ weighted, uncertainty_weighting, dwa, rlw) -> gradient (per-task gradients: grad
 pcgrad, cagrad, mgda) -> balancing (loss-level: gls, imtl_l, famo, stch; with gradient
 norms: excess_mtl, db_mtl; `ema` of any combiner's weights) -> aggregators (from the Gram
 matrix in closed form: imtl_g, config, aligned_mtl, krum, gradvac) -> aggregators_solved
-(solved each step: upgrad, dualproj, nash_mtl, fairgrad) -> coordinates (the shared
+(solved each step: upgrad, dualproj, nash_mtl, fairgrad) -> aggregators_sampled
+(stochastic multi-objective: sdmgrad, modo) -> coordinates (the shared
 gradient itself, coordinate by coordinate: graddrop, trimmed_mean) -> catalogue (every built-in by
 name, `as_combiner`).
 """
@@ -22,6 +23,14 @@ from mtjax.train.combiners.aggregators import (
     imtl_g_weights,
     krum,
     krum_weights,
+)
+from mtjax.train.combiners.aggregators_sampled import (
+    MoDoState,
+    modo,
+    modo_step,
+    sdmgrad,
+    sdmgrad_weights,
+    simplex_projection,
 )
 from mtjax.train.combiners.aggregators_solved import (
     dualproj,
@@ -86,6 +95,7 @@ __all__ = [
     "GradNormState",
     "GradVacState",
     "ImtlParams",
+    "MoDoState",
     "StchState",
     "UncertaintyParams",
     "aligned_mtl",
@@ -106,8 +116,8 @@ __all__ = [
     "famo",
     "flatten_task_grads",
     "gls",
-    "gradnorm",
     "graddrop",
+    "gradnorm",
     "gradvac",
     "gradvac_weights",
     "gram",
@@ -120,10 +130,15 @@ __all__ = [
     "mean",
     "mgda",
     "min_norm_weights",
+    "modo",
+    "modo_step",
     "nash_mtl",
     "pcgrad",
     "power_equilibrium",
     "rlw",
+    "sdmgrad",
+    "sdmgrad_weights",
+    "simplex_projection",
     "stateless",
     "stch",
     "sum",

@@ -7,6 +7,7 @@ from typing import Any
 
 from mtjax.train.combiners import (
     aggregators,
+    aggregators_sampled,
     aggregators_solved,
     balancing,
     base,
@@ -69,6 +70,8 @@ COMBINERS: dict[str, Callable[..., Combiner]] = {
     "dualproj": aggregators_solved.dualproj,
     "nash_mtl": aggregators_solved.nash_mtl,
     "fairgrad": aggregators_solved.fairgrad,
+    "sdmgrad": aggregators_sampled.sdmgrad,
+    "modo": aggregators_sampled.modo,
     "graddrop": coordinates.graddrop,
     "trimmed_mean": coordinates.trimmed_mean,
 }
