@@ -9,8 +9,9 @@ The loss combiners live in `mtjax.train.combiners` and are re-exported here, so
 `mt.losses.pcgrad()` is a combiner: loss-level `sum`, `mean`, `weighted`,
 `uncertainty_weighting`, `dwa`, `rlw`, `gls`, `imtl_l`, `famo`, `stch`; on per-task
 gradients `gradnorm`, `pcgrad`, `cagrad`, `mgda`, `excess_mtl`, `db_mtl`, `imtl_g`,
-`gradvac`, `config`, `aligned_mtl`, `krum`, `upgrad`, `dualproj`, `nash_mtl`, `fairgrad`;
-and `ema(combiner)`, which smooths any combiner's task weights over steps.
+`gradvac`, `config`, `aligned_mtl`, `krum`, `upgrad`, `dualproj`, `nash_mtl`, `fairgrad`,
+`sdmgrad`, `modo`, `graddrop`, `trimmed_mean`; and `ema(combiner)`, which smooths any
+combiner's task weights over steps.
 """
 
 from __future__ import annotations

@@ -22,6 +22,7 @@ STATEFUL = [  # combiners whose state (or trainable parameters) carries over bet
     ("ema", {"combiner": "dwa"}),
     ("gradvac", {}),
     ("imtl_l", {}),
+    ("modo", {}),
 ]
 
 
