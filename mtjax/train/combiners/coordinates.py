@@ -47,6 +47,9 @@ def graddrop(leak: float = 0.0) -> Combiner:
     gradients, as when GradDrop sits at the last shared layer of a network with a single
     shared layer.
 
+    Cost: one random draw per shared parameter each step, which on a CPU costs more than
+    the rest of the step (`benchmarks/combiner_cost.py`).
+
     Args:
       leak: in [0, 1]; the share of every gradient passed whatever the sign.
     """
