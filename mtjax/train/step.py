@@ -287,7 +287,7 @@ def make_train_step(
             cosines_KxK = task_cosines(losses.gram(shared_K))
             if combiner.aggregate is not None:  # the shared gradient itself, not weights
                 model_grads, comb_state, weights_K = combiner.aggregate(
-                    shared_K, state.comb_state, present=present_K, **extra
+                    shared_K, state.comb_state, losses=losses_K, present=present_K, **extra
                 )
             else:
                 model_grads = jax.tree.map(

@@ -77,3 +77,46 @@ def test_graddrop_keeps_one_sign_per_coordinate_drawn_from_its_purity():
         losses.graddrop(leak=2.0)
     with pytest.raises(ValueError, match="trim"):
         losses.trimmed_mean(-1)
+
+
+def _step_update(combiner, grads, losses_K, present):
+    fn = jax.jit(
+        lambda g, losses_, p: combiner.aggregate(
+            g, combiner.init(4), losses=losses_, present=p, key=jax.random.key(0), step=0, epoch=0
+        )
+    )
+    return fn(grads, jnp.asarray(losses_K), jnp.asarray(present))
+
+
+def test_per_group_weighs_each_layer_by_its_own_gradients():
+    grads = {"a": jnp.asarray(G[:, 0]), "b": jnp.asarray(G[:, 1])}  # two layers, [K, 3] each
+    losses_K = np.array([1.0, 2.0, 3.0, 4.0], np.float32)
+    mgda = losses.mgda()
+    out, _, mean_w = _step_update(losses.per_group(mgda, by="layer"), grads, losses_K, PRESENT)
+    for name in ("a", "b"):  # each layer: MGDA's min-norm point of its own gradients
+        alone = _step_update(
+            losses.per_group(mgda, by="trunk"), {name: grads[name]}, losses_K, PRESENT
+        )
+        np.testing.assert_allclose(out[name], alone[0][name], rtol=1e-5, atol=1e-7)
+    whole, _, _ = _step_update(losses.per_group(mgda, by="trunk"), grads, losses_K, PRESENT)
+    assert not np.allclose(np.asarray(whole["a"]), np.asarray(out["a"]))  # layers differ
+    assert mean_w[3] == 0.0
+    by_matrix = losses.per_group(losses.trimmed_mean(1), by="matrix")
+    out, _, _ = _step_update(by_matrix, grads, losses_K, PRESENT)
+    np.testing.assert_array_equal(out["a"], np.median(G[:3, 0], axis=0))
+
+
+def test_per_group_keeps_one_state_per_group_and_checks_the_count():
+    grads = {"a": jnp.asarray(G[:, 0]), "b": jnp.asarray(G[:, 1])}
+    losses_K = np.ones(4, np.float32)
+    two = losses.per_group(losses.gradvac(), by="layer", groups=2)
+    _, state, _ = _step_update(two, grads, losses_K, PRESENT)
+    assert len(state) == 2 and not np.array_equal(state[0].target, state[1].target)
+    with pytest.raises(ValueError, match="make 2 groups by 'layer', but groups=3"):
+        _step_update(
+            losses.per_group(losses.gradvac(), by="layer", groups=3), grads, losses_K, PRESENT
+        )
+    with pytest.raises(ValueError, match="needs groups="):
+        losses.per_group(losses.gradvac())
+    with pytest.raises(ValueError, match="per-task gradients"):
+        losses.per_group(losses.dwa())

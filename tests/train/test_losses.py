@@ -199,6 +199,7 @@ ALL = [
     ("modo", {}),
     ("graddrop", {}),
     ("trimmed_mean", {}),
+    ("per_group", {"combiner": "pcgrad", "by": "matrix"}),
 ]
 
 

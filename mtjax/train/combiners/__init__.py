@@ -7,7 +7,8 @@ norms: excess_mtl, db_mtl; `ema` of any combiner's weights) -> aggregators (from
 matrix in closed form: imtl_g, config, aligned_mtl, krum, gradvac) -> aggregators_solved
 (solved each step: upgrad, dualproj, nash_mtl, fairgrad) -> aggregators_sampled
 (stochastic multi-objective: sdmgrad, modo) -> coordinates (the shared
-gradient itself, coordinate by coordinate: graddrop, trimmed_mean) -> catalogue (every built-in by
+gradient itself, coordinate by coordinate: graddrop, trimmed_mean) -> groups (any gradient
+combiner per group of shared parameters: per_group) -> catalogue (every built-in by
 name, `as_combiner`).
 """
 
@@ -70,6 +71,7 @@ from mtjax.train.combiners.gradient import (
     min_norm_weights,
     pcgrad,
 )
+from mtjax.train.combiners.groups import per_group
 from mtjax.train.combiners.weighting import (
     DwaState,
     UncertaintyParams,
@@ -134,6 +136,7 @@ __all__ = [
     "modo_step",
     "nash_mtl",
     "pcgrad",
+    "per_group",
     "power_equilibrium",
     "rlw",
     "sdmgrad",

@@ -44,8 +44,8 @@ class Combiner(NamedTuple):
         optimised with the model; None for combiners without any.
       aggregate: for aggregators whose update is no combination of the task gradients
         with one weight per task (GradDrop, a coordinate-wise trimmed mean):
-        `(grads, state, *, present, key, step, epoch) -> (shared gradient, state,
-        weights [K])`, the gradient of the shared parameters itself (a pytree like one
+        `(grads, state, *, losses, present, key, step, epoch) -> (shared gradient,
+        state, weights [K])`, the gradient of the shared parameters itself (a pytree like one
         task's slice of `grads`) and each task's share in it, for the record. With it,
         `apply` gives only the objective that is logged (its state is not kept) and
         needs `uses_grads`.

@@ -15,6 +15,7 @@ from mtjax.train.combiners import (
     gradient,
     weighting,
 )
+from mtjax.train.combiners import groups as groups_
 from mtjax.train.combiners.base import Combiner
 
 
@@ -82,7 +83,17 @@ def ema(combiner: Any = "mean", decay: float = 0.9) -> Combiner:
     return balancing.ema(as_combiner(combiner), decay=decay)
 
 
+def per_group(combiner: Any = "pcgrad", by: str = "layer", groups: int | None = None) -> Combiner:
+    """`groups.per_group` over a combiner given by name.
+
+    In an experiment file: `{name = "per_group", combiner = "gradvac", by = "layer",
+    groups = 9}`.
+    """
+    return groups_.per_group(as_combiner(combiner), by=by, groups=groups)
+
+
 COMBINERS["ema"] = ema
+COMBINERS["per_group"] = per_group
 
 
 def combiner_from_config(name: str, **kwargs: Any) -> Combiner:
