@@ -586,3 +586,10 @@ def test_user_combiner_with_state_plugs_in():
     assert mtl.as_combiner("mean").apply is not None
     with pytest.raises(TypeError, match="a loss combiner is"):
         mtl.as_combiner(3)
+
+
+@pytest.mark.parametrize("name,kwargs", ALL, ids=[n for n, _ in ALL])
+def test_no_two_fields_of_a_combiners_state_share_an_array(name, kwargs):
+    # a jitted step that donates its state refuses one buffer given twice
+    leaves = jax.tree.leaves(losses.COMBINERS[name](**kwargs).init(3))
+    assert len({id(leaf) for leaf in leaves}) == len(leaves)

@@ -143,13 +143,15 @@ def famo(lr: float = 0.025, gamma: float = 0.001, min_loss: float = 1e-8) -> Com
     """
 
     def init(n_tasks: int) -> FamoState:
-        zeros = jnp.zeros([n_tasks], jnp.float32)
+        def zeros():  # one array per field: a state whose fields share a buffer cannot be
+            return jnp.zeros([n_tasks], jnp.float32)  # donated to a jitted step
+
         return FamoState(
-            logits=zeros,
-            m=zeros,
-            v=zeros,
+            logits=zeros(),
+            m=zeros(),
+            v=zeros(),
             steps=jnp.zeros([n_tasks], jnp.int32),
-            last=zeros,
+            last=zeros(),
             last_present=jnp.zeros([n_tasks], bool),
         )
 
