@@ -591,5 +591,5 @@ def test_user_combiner_with_state_plugs_in():
 @pytest.mark.parametrize("name,kwargs", ALL, ids=[n for n, _ in ALL])
 def test_no_two_fields_of_a_combiners_state_share_an_array(name, kwargs):
     # a jitted step that donates its state refuses one buffer given twice
-    leaves = jax.tree.leaves(losses.COMBINERS[name](**kwargs).init(3))
+    leaves = jax.tree.leaves(mtl.COMBINERS[name](**kwargs).init(3))
     assert len({id(leaf) for leaf in leaves}) == len(leaves)
