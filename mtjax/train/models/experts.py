@@ -109,8 +109,10 @@ def _check_positive(model: str, what: str, value: Any) -> None:
 
 
 class MMoE(nn.Module):
-    """Multi-gate Mixture-of-Experts (Ma et al., "Modeling Task Relationships in Multi-task
-    Learning with Multi-gate Mixture-of-Experts", KDD 2018).
+    """Multi-gate Mixture-of-Experts: soft-gated shared experts, one gate per task.
+
+    Ma et al., "Modeling Task Relationships in Multi-task Learning with Multi-gate
+    Mixture-of-Experts", KDD 2018.
 
     x [B, T, F] -> `clip_statistics` h [B, 2F] -> experts e_i(h) [B, H] (MLPs
     `shared_expert{i}` of widths `expert_hidden`, H its last) -> per task t a gate
@@ -194,8 +196,10 @@ def gate_weights(model: MMoE, variables: Any, x: jax.Array) -> dict[str, jax.Arr
 
 
 class CrossStitch(nn.Module):
-    """Cross-stitch networks (Misra et al., "Cross-stitch Networks for Multi-task Learning",
-    CVPR 2016), for K tasks on a pooled clip vector.
+    """Cross-stitch network: one MLP column per task, mixed after each layer.
+
+    Misra et al., "Cross-stitch Networks for Multi-task Learning", CVPR 2016; here for K
+    tasks on a pooled clip vector.
 
     x [B, T, F] -> `clip_statistics` h [B, 2F], copied into K columns. At layer i each
     column k is Dense `head_{t_k}_layer{i}` -> activation -> dropout, then the cross-stitch
