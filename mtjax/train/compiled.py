@@ -4,9 +4,9 @@ A second `mtjax demo` or `mtjax run` compiles the same train step, evaluation an
 programs as the first; with the cache it reads them from disk instead. What that saves is
 their compile time: on the demo's small CNN, whose 37 s go to training, it was within the
 noise (36.6 s without, 38.2 s with, idle 2-core CPU, 2026-12-01); bigger models gain more.
-The library's `fit` leaves JAX's configuration
-to its caller; the jobs call `use_compilation_cache` with `<feature cache>/.jax` (a
-hidden folder, which `mtjax cache ls|verify|clear` leave alone).
+The library's `fit` leaves JAX's configuration to its caller; the jobs call
+`use_compilation_cache` with `<feature cache>/.jax` (a hidden folder, which
+`mtjax cache ls|verify|clear` leave alone).
 """
 
 from __future__ import annotations

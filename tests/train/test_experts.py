@@ -190,7 +190,7 @@ def test_trains_alone_and_with_pcgrad_on_every_task_batches(data, kind, combined
     model = (
         MMoE(trn.tasks, expert_hidden=(32,))
         if kind == "mmoe"
-        else CrossStitch(trn.tasks, hidden=(32, 32))
+        else CrossStitch(trn.tasks, hidden=(32,))
     )
     options = {"combine": mt.losses.pcgrad(), "batches": mt.batching.every_task()}
     trained = mt.fit(
