@@ -1,5 +1,5 @@
 """MMoE and CrossStitch: outputs per task, which parameters are shared, padding never counts,
-gates are distributions, an identity cross-stitch is K independent MLPs, and both train."""
+gates are distributions, an identity cross-stitch is K independent MLPs, and MMoE trains."""
 
 from __future__ import annotations
 
@@ -181,20 +181,12 @@ def data():
     return three_datasets(), three_datasets(n=60, seed=10)
 
 
-@pytest.mark.parametrize(
-    "kind, combined",
-    [("mmoe", False), ("mmoe", True), ("cross_stitch", True)],
-)
-def test_trains_alone_and_with_pcgrad_on_every_task_batches(data, kind, combined):
+@pytest.mark.parametrize("combined", [False, True])
+def test_mmoe_trains_alone_and_with_pcgrad_on_every_task_batches(data, combined):
     trn, tst = data
-    model = (
-        MMoE(trn.tasks, expert_hidden=(32,))
-        if kind == "mmoe"
-        else CrossStitch(trn.tasks, hidden=(32,))
-    )
     options = {"combine": mt.losses.pcgrad(), "batches": mt.batching.every_task()}
     trained = mt.fit(
-        model,
+        MMoE(trn.tasks, expert_hidden=(32,)),
         trn,
         epochs=3,
         optimizer=optax.adam(5e-3),
@@ -204,4 +196,6 @@ def test_trains_alone_and_with_pcgrad_on_every_task_batches(data, kind, combined
     )
     history = trained.history
     assert history[-1]["train/loss"] < history[0]["train/loss"]
-    assert mt.train.evaluate(trained, tst)["word"]["accuracy"] > 0.6  # chance 1/3
+    reports = mt.train.evaluate(trained, tst)
+    assert reports["word"]["accuracy"] > 0.6  # chance 1/3
+    assert reports["loud"]["accuracy"] > 0.6  # chance 1/2

@@ -78,7 +78,9 @@ def test_parameter_names_are_predictable():
     for model in both_models():
         params = variable_shapes(model, features((2, 9, 12)))["params"]
         heads = {name for name in params if name.startswith("head_")}
-        assert heads == {"head_word", "head_loud", "head_tags"}
+        outputs = {"head_word", "head_loud", "head_tags"}
+        hidden = {f"{n}_hidden0" for n in outputs} if isinstance(model, HardSharingCNN) else set()
+        assert heads == outputs | hidden  # the CNN's heads have one hidden layer by default
         assert all(name.startswith("shared") for name in set(params) - heads), list(params)
         assert params["head_loud"]["kernel"].shape[-1] == 1
 
@@ -94,8 +96,10 @@ def test_cnn_pools_only_while_the_axis_allows():
 def test_cnn_head_width_follows_global_pool():
     x = features((2, 50, 40))
     for pool, width in [("time", 16 * 5), ("all", 16)]:
-        params = variable_shapes(HardSharingCNN(TASKS, global_pool=pool, **SMALL_CNN), x)
-        assert params["params"]["head_word"]["kernel"].shape == (width, 3)
+        linear = HardSharingCNN(TASKS, global_pool=pool, head_hidden=(), **SMALL_CNN)
+        assert variable_shapes(linear, x)["params"]["head_word"]["kernel"].shape == (width, 3)
+        default = variable_shapes(HardSharingCNN(TASKS, global_pool=pool, **SMALL_CNN), x)
+        assert default["params"]["head_word_hidden0"]["kernel"].shape == (width, 128)
     hidden = HardSharingCNN(TASKS, head_hidden=(8,), **SMALL_CNN)
     params = variable_shapes(hidden, x)["params"]
     assert params["head_word_hidden0"]["kernel"].shape == (80, 8)

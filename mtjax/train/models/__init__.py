@@ -1,18 +1,21 @@
 """Models: Flax Linen modules mapping x [B, T, F] to {task name: logits [B, C_k]}.
 
 architectures (the hard-sharing DNN and CNN, one head per task) use kernels (the
-convolution formulations measured fastest per backend, with `nn.Conv`'s parameters).
+convolution formulations measured fastest per backend, with `nn.Conv`'s parameters);
+experts (MMoE, CrossStitch: soft sharing on each clip's statistics over its valid frames).
+`MODELS` names every one, for experiment files and for rebuilding a run's model.
 """
 
+from mtjax.train.models import architectures
 from mtjax.train.models.architectures import (
     ACTIVATIONS,
-    MODELS,
     NORMS,
     HardSharingCNN,
     HardSharingDNN,
     init_variables,
     model_from_config,
 )
+from mtjax.train.models.experts import CrossStitch, MMoE, clip_statistics, gate_weights
 from mtjax.train.models.kernels import (
     AUTO_CONV,
     CONVS,
@@ -28,21 +31,27 @@ from mtjax.train.models.kernels import (
     resolve_conv,
 )
 
+MODELS = {**architectures.MODELS, "mmoe": MMoE, "cross_stitch": CrossStitch}
+
 __all__ = [
     "ACTIVATIONS",
     "AUTO_CONV",
     "CONVS",
-    "MODELS",
-    "NORMS",
     "Conv2D",
     "ConvFn",
     "ConvReluPool",
+    "CrossStitch",
     "HardSharingCNN",
     "HardSharingDNN",
+    "MMoE",
+    "MODELS",
+    "NORMS",
+    "clip_statistics",
     "conv_im2col",
     "conv_relu_pool_stencil",
     "conv_xla",
     "conv_xla_stencil",
+    "gate_weights",
     "im2col",
     "init_variables",
     "max_pool",
