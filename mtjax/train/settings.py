@@ -252,9 +252,7 @@ UNSET_LEFT_OUT = ("aggregate",)
 
 def _named_tuple(value: Any, walk) -> dict:
     """A NamedTuple: by its factory when its functions are closures of one factory."""
-    fields = {
-        k: v for k, v in value._asdict().items() if not (k in UNSET_LEFT_OUT and v is None)
-    }
+    fields = {k: v for k, v in value._asdict().items() if not (k in UNSET_LEFT_OUT and v is None)}
     local = {k: f for k, f in fields.items() if _factory(f) is not None}
     factories = {_factory(f) for f in local.values()}
     if len(factories) != 1:

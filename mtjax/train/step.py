@@ -290,9 +290,7 @@ def make_train_step(
                     shared_K, state.comb_state, losses=losses_K, present=present_K, **extra
                 )
             else:
-                model_grads = jax.tree.map(
-                    lambda g: jnp.tensordot(weights_K, g, axes=1), shared_K
-                )
+                model_grads = jax.tree.map(lambda g: jnp.tensordot(weights_K, g, axes=1), shared_K)
             if shared != "all":
                 # a head's gradient: the plain sum over tasks (absent tasks' rows are 0)
                 both = {**model_grads, **jax.tree.map(lambda g: g.sum(0), own_K)}

@@ -74,7 +74,10 @@ def test_demo_shorthand_and_demo_readers(tmp_path):
 BAD = [
     ("bogus = 1", "bogus: unknown key; the top level takes: name, output"),
     ("[train]\ncombiner = 'sum'", "train.combiner: unknown key; [train] takes: epochs"),
-    ("[train]\ncombine = 'nope'", "train.combine: unknown combiner 'nope'; known: aligned_mtl, cagrad"),
+    (
+        "[train]\ncombine = 'nope'",
+        "train.combine: unknown combiner 'nope'; known: aligned_mtl, cagrad",
+    ),
     ("[train]\ncombine = {name = 'dwa', temp = 2}", "train.combine.temp: unknown key; 'dwa'"),
     ("[train]\nbatches = 'random'", "train.batches: unknown schedule 'random'; known: balanced"),
     (
