@@ -6,6 +6,12 @@ experts (MMoE, CrossStitch: soft sharing on each clip's statistics over its vali
 `MODELS` names every one, for experiment files and for rebuilding a run's model.
 """
 
+from collections.abc import Sequence
+from typing import Any
+
+import flax.linen as nn
+
+from mtjax.tasks import Task
 from mtjax.train.models import architectures
 from mtjax.train.models.architectures import (
     ACTIVATIONS,
@@ -13,7 +19,6 @@ from mtjax.train.models.architectures import (
     HardSharingCNN,
     HardSharingDNN,
     init_variables,
-    model_from_config,
 )
 from mtjax.train.models.experts import CrossStitch, MMoE, clip_statistics, gate_weights
 from mtjax.train.models.kernels import (
@@ -32,6 +37,14 @@ from mtjax.train.models.kernels import (
 )
 
 MODELS = {**architectures.MODELS, "mmoe": MMoE, "cross_stitch": CrossStitch}
+
+
+def model_from_config(name: str, tasks: Sequence[Task], **kwargs: Any) -> nn.Module:
+    """The model called `name` in `MODELS`, built for `tasks` with `kwargs`."""
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; known: {', '.join(sorted(MODELS))}")
+    return MODELS[name](tuple(tasks), **kwargs)
+
 
 __all__ = [
     "ACTIVATIONS",

@@ -16,7 +16,7 @@ Convolutions: `HardSharingCNN(conv=...)` picks a formulation from `mtjax.train.m
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import flax.linen as nn
@@ -300,13 +300,6 @@ class HardSharingCNN(nn.Module):
 # --------------------------------------------------------------------------- by name
 
 MODELS: Mapping[str, type[nn.Module]] = {"dnn": HardSharingDNN, "cnn": HardSharingCNN}
-
-
-def model_from_config(name: str, tasks: Sequence[Task], **kwargs: Any) -> nn.Module:
-    """The model called `name` in `MODELS`, built for `tasks` with `kwargs`."""
-    if name not in MODELS:
-        raise ValueError(f"unknown model {name!r}; known: {', '.join(sorted(MODELS))}")
-    return MODELS[name](tuple(tasks), **kwargs)
 
 
 def init_variables(model: nn.Module, key: jax.Array, x_example: jax.Array) -> dict[str, Any]:
