@@ -44,6 +44,20 @@ def test_trimmed_mean_drops_each_coordinates_extremes_over_present_tasks():
     assert not np.any(np.asarray(none["w"])) and not np.any(np.asarray(weights))
 
 
+def test_trimmed_mean_of_tied_values_drops_two_of_them():
+    tied = np.zeros((4, 2, 3), np.float32)
+    tied[:3] = 2.5  # three present tasks agree everywhere; the absent one is huge
+    tied[3] = 1e6
+    out, _, weights = _aggregate(losses.trimmed_mean(1), {"w": jnp.asarray(tied)}, PRESENT)
+    np.testing.assert_array_equal(out["w"], np.full((2, 3), 2.5, np.float32))
+    np.testing.assert_allclose(weights.sum(), 1.0, rtol=1e-6)  # one value kept of three
+    rng = np.random.default_rng(1)
+    g = rng.normal(size=(6, 50)).astype(np.float32)
+    present = np.array([True, False, True, True, True, True])
+    out, _, _ = _aggregate(losses.trimmed_mean(1), {"w": jnp.asarray(g)}, present)
+    np.testing.assert_allclose(out["w"], np.sort(g[present], axis=0)[1:4].mean(0), rtol=1e-5)
+
+
 def test_trimmed_mean_of_five_drops_two_at_each_end_against_a_sort():
     rng = np.random.default_rng(0)
     g = rng.normal(size=(6, 40)).astype(np.float32)

@@ -74,6 +74,17 @@ def graddrop(leak: float = 0.0) -> Combiner:
     return Combiner(base.no_state, _sum_apply, uses_grads=True, aggregate=aggregate)
 
 
+def _extremes(g: jax.Array, inside: jax.Array) -> jax.Array:
+    """Per coordinate, the tasks of the largest and the smallest present value: bool [K, ...].
+
+    Two distinct tasks wherever two are present, even when the values tie.
+    """
+    tasks = jnp.arange(g.shape[0]).reshape((-1,) + (1,) * (g.ndim - 1))
+    top = jnp.argmax(jnp.where(inside, g, -jnp.inf), axis=0, keepdims=True)
+    lows = jnp.where(inside & (tasks != top), g, jnp.inf)
+    return (tasks == top) | (tasks == jnp.argmin(lows, axis=0, keepdims=True))
+
+
 def trimmed_mean(trim: int = 1) -> Combiner:
     """The coordinate-wise trimmed mean of the task gradients (Yin et al., ICML 2018).
 
@@ -96,11 +107,23 @@ def trimmed_mean(trim: int = 1) -> Combiner:
         out, kept = [], []
         for g in jax.tree.leaves(grads):
             inside = _task_axis(g, present)
+            if trim == 1:  # the default: one arg-max and one arg-min, no sort
+                mask = inside & ~(_extremes(g, inside) & (cut > 0))
+                out.append(jnp.where(mask, g, 0.0).sum(0) / jnp.maximum(n - 2 * cut, 1))
+                kept.append(mask.astype(jnp.float32) / jnp.maximum(n - 2 * cut, 1.0))
+                continue
             order = jnp.argsort(jnp.where(inside, g, jnp.inf), axis=0)  # absent ones last
-            rank = jnp.argsort(order, axis=0).astype(jnp.float32)  # each value's place
-            mask = inside & (rank >= cut) & (rank < n - cut)
-            count = jnp.maximum(mask.sum(0), 1)
-            out.append(jnp.where(mask, g, 0.0).sum(0) / count)
+            place = jnp.arange(g.shape[0], dtype=jnp.float32).reshape(inside.shape)
+            kept_place = (place >= cut) & (place < n - cut)  # [K, 1, ...]: sorted positions
+            in_order = jnp.take_along_axis(g, order, axis=0)
+            out.append(jnp.where(kept_place, in_order, 0.0).sum(0) / jnp.maximum(n - 2 * cut, 1))
+            mask = jnp.put_along_axis(  # back to the tasks: whose value was kept, per coordinate
+                jnp.zeros(g.shape, bool),
+                order,
+                jnp.broadcast_to(kept_place, g.shape),
+                0,
+                inplace=False,
+            )
             kept.append(mask.astype(jnp.float32) / jnp.maximum(n - 2 * cut, 1.0))
         return jax.tree.unflatten(jax.tree.structure(grads), out), state, _shares(kept, present)
 
