@@ -11,7 +11,7 @@ from mtjax.data.values import Split, TaskDataset
 from mtjax.tables import table
 
 
-def _parts(value: TaskDataset | Split) -> dict[str, TaskDataset]:
+def parts(value: TaskDataset | Split) -> dict[str, TaskDataset]:
     """The parts of one read dataset by name: "all", or its Split's train, validation, test."""
     if not isinstance(value, Split):
         return {"all": value}
@@ -33,17 +33,17 @@ def datasets_table(datasets: Sequence[TaskDataset | Split]) -> str:
     """One row per dataset: tasks and kinds, clips per predefined part, how it is split."""
     rows = []
     for value in datasets:
-        parts = _parts(value)
-        first = next(iter(parts.values()))
+        sides = parts(value)
+        first = next(iter(sides.values()))
         tasks = ", ".join(f"{t.name} ({t.kind}, {len(t.labels)})" for t in first.tasks)
-        clips = " / ".join(f"{name} {len(part)}" for name, part in parts.items())
+        clips = " / ".join(f"{name} {len(part)}" for name, part in sides.items())
         if isinstance(value, Split):
             how = "predefined split"
         elif np.any(first.folds >= 0):
             how = f"{len(np.unique(first.folds[first.folds >= 0]))} predefined folds"
         else:
             how = "k-fold"
-        frames = max(part.x.shape[1] for part in parts.values())
+        frames = max(part.x.shape[1] for part in sides.values())
         rows.append([first.name, tasks, clips, how, f"[<={frames}, {first.x.shape[2]}]"])
     return table(["dataset", "tasks (kind, labels)", "clips", "split", "features [T, F]"], rows)
 

@@ -14,17 +14,9 @@ import numpy as np
 import soundfile
 
 from mtjax import tasks as task_lib
-from mtjax.data import values
+from mtjax.data import describe, values
 from mtjax.experiments import config, running
 from mtjax.tables import table
-
-
-def parts_of(value: values.TaskDataset | values.Split) -> dict[str, values.TaskDataset]:
-    """A read dataset's parts by name: "all", or a predefined Split's train/validation/test."""
-    if not isinstance(value, values.Split):
-        return {"all": value}
-    sides = {"train": value.train, "validation": value.validation, "test": value.test}
-    return {name: part for name, part in sides.items() if isinstance(part, values.TaskDataset)}
 
 
 def header_seconds(paths: Mapping[str, str], ids: Sequence[str] | np.ndarray) -> np.ndarray:
@@ -61,7 +53,7 @@ def clips_table(datasets: Sequence, readers: Sequence) -> str:
     rows = []
     for value, reader in zip(datasets, readers):
         paths = {item.id: item.path for item in reader.items()}
-        for name, part in parts_of(value).items():
+        for name, part in describe.parts(value).items():
             seconds = header_seconds(paths, part.ids)
             frames = np.asarray(part.lengths)
             rows.append([reader.name, name, len(part), *_duration_text(seconds), int(frames.max())])
@@ -73,7 +65,7 @@ def labels_table(datasets: Sequence) -> str:
     """One row per dataset, task and label: labelled clips in each predefined part."""
     rows = []
     for value in datasets:
-        parts = parts_of(value)
+        parts = describe.parts(value)
         first = next(iter(parts.values()))
         columns = task_lib.task_slices(first.tasks)
         for task in first.tasks:
