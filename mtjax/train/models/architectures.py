@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 
 from mtjax.tasks import Task
-from mtjax.train.models import kernels
+from mtjax.train.models import fused, kernels
 
 NORMS = ("layer", "batch", None)
 ACTIVATIONS: Mapping[str, Callable[[jax.Array], jax.Array]] = {
@@ -275,8 +275,10 @@ class HardSharingCNN(nn.Module):
         h = x[..., None]  # [B, T, F, 1]
         for i, width in enumerate(self.channels):
             name = f"shared_conv{i}"
-            if conv == "stencil_block" and self.norm is None and h.shape[-1] == 1:
+            if conv == "stencil_block" and h.shape[-1] == 1 and self.norm is None:
                 h = kernels.ConvReluPool(width, size, self.pool, name=name)(h)
+            elif conv == "stencil_block" and h.shape[-1] == 1:
+                h = fused.first_block(h, valid_BxT, width, size, self.pool, self.norm, train, i)
             else:
                 if conv == "xla":
                     h = nn.Conv(width, size, padding="SAME", name=name)(h)

@@ -28,7 +28,7 @@ _DIMS = ("NHWC", "HWIO", "NHWC")
 # --------------------------------------------------------------------------- convolutions
 
 
-def _same_pads(size: int) -> tuple[int, int]:
+def same_pads(size: int) -> tuple[int, int]:
     """'SAME' padding of a stride-1 window of `size`, as XLA splits it (less before)."""
     return (size - 1) // 2, size - 1 - (size - 1) // 2
 
@@ -59,7 +59,7 @@ def im2col(x: jax.Array, kh: int, kw: int) -> jax.Array:
       of a [kh, kw, Cin, Cout] kernel.
     """
     _, h, w, _ = x.shape
-    xp_BxHpxWpxC = jnp.pad(x, ((0, 0), _same_pads(kh), _same_pads(kw), (0, 0)))
+    xp_BxHpxWpxC = jnp.pad(x, ((0, 0), same_pads(kh), same_pads(kw), (0, 0)))
     cols = [xp_BxHpxWpxC[:, i : i + h, j : j + w, :] for i in range(kh) for j in range(kw)]
     return jnp.concatenate(cols, axis=-1)
 
@@ -72,7 +72,7 @@ def _input_grad(g_BxHxWxO: jax.Array, kernel: jax.Array) -> jax.Array:
     """
     kh, kw = kernel.shape[:2]
     flipped_HWOI = jnp.swapaxes(kernel[::-1, ::-1], 2, 3)
-    pads = (_same_pads(kh)[::-1], _same_pads(kw)[::-1])
+    pads = (same_pads(kh)[::-1], same_pads(kw)[::-1])
     return lax.conv_general_dilated(g_BxHxWxO, flipped_HWOI, (1, 1), pads, dimension_numbers=_DIMS)
 
 
@@ -120,7 +120,7 @@ def _conv_taps(x: jax.Array, kernel: jax.Array) -> jax.Array:
     """`conv_xla` for one input channel as kh*kw shifted multiply-adds (elementwise)."""
     kh, kw, _, _ = kernel.shape
     _, h, w, _ = x.shape
-    xp_BxHpxWpx1 = jnp.pad(x, ((0, 0), _same_pads(kh), _same_pads(kw), (0, 0)))
+    xp_BxHpxWpx1 = jnp.pad(x, ((0, 0), same_pads(kh), same_pads(kw), (0, 0)))
     terms = [
         xp_BxHpxWpx1[:, i : i + h, j : j + w, :] * kernel[i, j, 0].reshape(1, 1, 1, -1)
         for i in range(kh)
@@ -187,7 +187,7 @@ def _phase_taps(x, kernel, bias, pool):
     _, h, w, _ = x.shape
     kh, kw = kernel.shape[:2]
     ph, pw, p, q = _pool_geometry(h, w, pool)
-    xp_BxHpxWp = jnp.pad(x[..., 0], ((0, 0), _same_pads(kh), _same_pads(kw)))
+    xp_BxHpxWp = jnp.pad(x[..., 0], ((0, 0), same_pads(kh), same_pads(kw)))
     zs, taps = [], []
     for u in range(ph):
         for v in range(pw):
@@ -211,7 +211,6 @@ def _max_of(zs):
     return m
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
 def conv_relu_pool_stencil(
     x: jax.Array, kernel: jax.Array, bias: jax.Array, pool: int
 ) -> jax.Array:
@@ -237,14 +236,28 @@ def conv_relu_pool_stencil(
     Returns:
       float32 [B, H // ph, W // pw, Cout], as `max_pool`.
     """
-    return jnp.maximum(_max_of(_phase_taps(x, kernel, bias, pool)[0]), 0.0)
+    return _conv_pool(x, kernel, bias, pool, True)
 
 
-def _crp_fwd(x, kernel, bias, pool):
-    return conv_relu_pool_stencil(x, kernel, bias, pool), (x, kernel, bias)
+def conv_pool_stencil(x: jax.Array, kernel: jax.Array, bias: jax.Array, pool: int) -> jax.Array:
+    """`max_pool(conv_xla(x, kernel) + bias, pool)` for a one-channel x, fused.
+
+    As `conv_relu_pool_stencil` without the relu, for a norm applied after the pool.
+    """
+    return _conv_pool(x, kernel, bias, pool, False)
 
 
-def _crp_bwd(pool, residuals, g_BxPxQxO):
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4))
+def _conv_pool(x, kernel, bias, pool: int, relu: bool):
+    m = _max_of(_phase_taps(x, kernel, bias, pool)[0])
+    return jnp.maximum(m, 0.0) if relu else m
+
+
+def _crp_fwd(x, kernel, bias, pool, relu):
+    return _conv_pool(x, kernel, bias, pool, relu), (x, kernel, bias)
+
+
+def _crp_bwd(pool, relu, residuals, g_BxPxQxO):
     x, kernel, bias = residuals
     b, h, w, _ = x.shape
     cout = kernel.shape[-1]
@@ -253,7 +266,9 @@ def _crp_bwd(pool, residuals, g_BxPxQxO):
     m = _max_of(zs)
     hits = [z == m for z in zs]
     count = functools.reduce(jnp.add, [hit.astype(g_BxPxQxO.dtype) for hit in hits])
-    g_at_max = jnp.where(m > 0, g_BxPxQxO / count, 0.0)
+    g_at_max = g_BxPxQxO / count
+    if relu:
+        g_at_max = jnp.where(m > 0, g_at_max, 0.0)
     dzs = [jnp.where(hit, g_at_max, 0.0) for hit in hits]
     # Per phase one matmul, x slices [kh*kw, B*P*Q] @ gradient [B*P*Q, Cout] (4.5 ms for
     # the block's gradients at [64, 101, 40] -> 16, 2-core CPU; one small contraction per
@@ -273,7 +288,7 @@ def _crp_bwd(pool, residuals, g_BxPxQxO):
     return _input_grad(dz_BxHxWxO, kernel), dk, db
 
 
-conv_relu_pool_stencil.defvjp(_crp_fwd, _crp_bwd)
+_conv_pool.defvjp(_crp_fwd, _crp_bwd)
 
 
 CONVS: Mapping[str, ConvFn] = {
