@@ -104,8 +104,9 @@ def test_an_unknown_name_lists_the_known_ones_and_the_closest():
     with pytest.raises(ValueError) as err:
         registry.lookup("model", "transformer", also=("tiny",))
     assert str(err.value) == (
-        "unknown model 'transformer'; known: cnn, cross_stitch, CrossStitch, dnn,"
-        " HardSharingCNN, HardSharingDNN, MMoE, mmoe, tiny"
+        "unknown model 'transformer'; known: CGC, cgc, cnn, cross_stitch, CrossStitch, dnn,"
+        " dselect_k, DSelectK, HardSharingCNN, HardSharingDNN, MMoE, mmoe, MTAN, mtan, PLE, ple,"
+        " tiny"
     )  # nothing close: no guess
     with pytest.raises(ValueError, match="did you mean 'LogMel'"):
         registry.lookup("extraction", "logmel")  # matched whatever the case

@@ -305,13 +305,14 @@ def test_auto_conv_is_the_backends_measured_choice():
 
 
 def test_model_from_config_by_name():
-    assert set(MODELS) == {"dnn", "cnn", "mmoe", "cross_stitch"}
+    assert set(MODELS) == {"dnn", "cnn", "mmoe", "cross_stitch", "cgc", "ple", "dselect_k", "mtan"}
     cnn = model_from_config("cnn", list(TASKS), channels=[8, 8])
     assert isinstance(cnn, HardSharingCNN) and cnn.channels == (8, 8) and cnn.tasks == TASKS
     assert isinstance(model_from_config("dnn", TASKS), HardSharingDNN)
     assert isinstance(model_from_config("mmoe", TASKS, n_experts=2), models.MMoE)
     with pytest.raises(
-        ValueError, match="unknown model 'rnn'; known: cnn, cross_stitch, dnn, mmoe"
+        ValueError,
+        match="unknown model 'rnn'; known: cgc, cnn, cross_stitch, dnn, dselect_k, mmoe, mtan, ple",
     ):
         model_from_config("rnn", TASKS)
 

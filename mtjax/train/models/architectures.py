@@ -277,7 +277,7 @@ class HardSharingCNN(nn.Module):
             name = f"shared_conv{i}"
             if conv == "stencil_block" and h.shape[-1] == 1 and self.norm is None:
                 h = kernels.ConvReluPool(width, size, self.pool, name=name)(h)
-            elif conv == "stencil_block" and h.shape[-1] == 1:
+            elif conv == "stencil_block" and h.shape[-1] == 1 and self.norm is not None:
                 h = fused.first_block(h, valid_BxT, width, size, self.pool, self.norm, train, i)
             else:
                 if conv == "xla":

@@ -156,9 +156,8 @@ class NormParams(nn.Module):
         shift = self.param("bias", nn.initializers.zeros_init(), (c,), jnp.float32)
         if self.norm == "layer":
             return scale, shift, mean, var, LAYER_EPSILON
-        zeros, ones = nn.initializers.zeros_init(), nn.initializers.ones_init()
-        ra_mean = self.variable("batch_stats", "mean", lambda: zeros(None, (c,), jnp.float32))
-        ra_var = self.variable("batch_stats", "var", lambda: ones(None, (c,), jnp.float32))
+        ra_mean = self.variable("batch_stats", "mean", lambda: jnp.zeros((c,), jnp.float32))
+        ra_var = self.variable("batch_stats", "var", lambda: jnp.ones((c,), jnp.float32))
         if not train:
             return scale, shift, ra_mean.value, ra_var.value, BATCH_EPSILON
         if not self.is_initializing():
