@@ -124,6 +124,19 @@ def _pooled_valid(valid_BxT: jax.Array, pool: int) -> jax.Array:
     return valid_BxT[:, : t - t % pool].reshape(b, t // pool, pool).any(axis=2)
 
 
+def valid_mean(h: jax.Array, valid_BxT: jax.Array, global_pool: str) -> jax.Array:
+    """The mean of h [B, T, F, C] over its valid frames: [B, F*C] ("time") or [B, C] ("all").
+
+    Padding never dilutes a short clip; "all" averages over F too.
+    """
+    w_BxTx1x1 = valid_BxT.astype(h.dtype)[:, :, None, None]
+    frames_B = jnp.maximum(valid_BxT.sum(axis=1).astype(h.dtype), 1.0)
+    h = (h * w_BxTx1x1).sum(axis=1) / frames_B[:, None, None]  # [B, F, C]
+    if global_pool == "all":
+        h = h.mean(axis=1)
+    return h.reshape(h.shape[0], -1)
+
+
 def _heads(
     h_BxD: jax.Array,
     tasks: tuple[Task, ...],
@@ -285,16 +298,14 @@ class HardSharingCNN(nn.Module):
                 else:
                     fn = kernels.CONVS[conv] if isinstance(conv, str) else conv
                     h = kernels.Conv2D(width, size, fn, name=name)(h)
-                h = nn.relu(_normalize(h, self.norm, f"shared_norm{i}", train, valid_BxT))
-                h = kernels.max_pool(h, self.pool)
+                if self.norm is None:
+                    h = kernels.max_pool(nn.relu(h), self.pool)
+                else:  # the norm and relu on the pooled map: `fused.pooled_norm_relu`
+                    h = fused.norm_relu_pool(
+                        h, valid_BxT, self.norm, train, self.pool, f"shared_norm{i}"
+                    )
             valid_BxT = _pooled_valid(valid_BxT, self.pool)
-        # Means over the valid frames only: padding never dilutes a short clip.
-        w_BxTx1x1 = valid_BxT.astype(h.dtype)[:, :, None, None]
-        frames_B = jnp.maximum(valid_BxT.sum(axis=1).astype(h.dtype), 1.0)
-        h = (h * w_BxTx1x1).sum(axis=1) / frames_B[:, None, None]  # [B, F', C]
-        if self.global_pool == "all":
-            h = h.mean(axis=1)
-        h = h.reshape(h.shape[0], -1)
+        h = valid_mean(h, valid_BxT, self.global_pool)
         h = nn.Dropout(self.dropout, deterministic=not train)(h)
         return _heads(h, self.tasks, self.head_hidden, nn.relu, self.dropout, train)
 

@@ -123,15 +123,10 @@ class MTAN(nn.Module):
                 attended[name] = kernels.max_pool(mask * s, self.pool)
             h = kernels.max_pool(s, self.pool)
             valid_BxT = architectures._pooled_valid(valid_BxT, self.pool)
-        # Means over the valid frames only: padding never dilutes a short clip.
-        w_BxTx1x1 = valid_BxT.astype(h.dtype)[:, :, None, None]
-        frames_B = jnp.maximum(valid_BxT.sum(axis=1).astype(h.dtype), 1.0)
         out: dict[str, jax.Array] = {}
         for task in self.tasks:
-            a = (attended[task.name] * w_BxTx1x1).sum(axis=1) / frames_B[:, None, None]
-            if self.global_pool == "all":
-                a = a.mean(axis=1)
-            a = nn.Dropout(self.dropout, deterministic=not train)(a.reshape(a.shape[0], -1))
+            a = architectures.valid_mean(attended[task.name], valid_BxT, self.global_pool)
+            a = nn.Dropout(self.dropout, deterministic=not train)(a)
             out |= architectures._heads(a, (task,), self.head_hidden, nn.relu, self.dropout, train)
         return out
 

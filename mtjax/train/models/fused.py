@@ -80,6 +80,43 @@ def conv_statistics(
     return mean, jnp.maximum(var, 0.0)
 
 
+def pooled_norm_relu(
+    pooled_signed: jax.Array,
+    mean: jax.Array,
+    var: jax.Array,
+    scale: jax.Array,
+    shift: jax.Array,
+    epsilon: float,
+) -> jax.Array:
+    """`relu(|a| P + d)`: the block's output from P = max_pool(sign(scale) z).
+
+    With a = scale / sqrt(var + eps) and d = shift - mean a, this is
+    `max_pool(relu(a z + d))` (relu and the affine map are monotone in z, increasing or
+    decreasing with the sign of a, which is the sign of scale).
+
+    Args:
+      pooled_signed: [B, H', W', C], the window maxima of sign(scale) * z.
+      mean: the mean of z, [B, C] or [B, 1] (per sample) or [C] (over the batch).
+      var: its variance, shaped as `mean`.
+      scale: the norm's scale [C].
+      shift: the norm's bias [C].
+      epsilon: added to the variance.
+    """
+    lead = (1,) * (var.ndim - 1) + (-1,)
+    a = scale.astype(jnp.float32).reshape(lead) * jax.lax.rsqrt(var + epsilon)  # [B, C] or [C]
+    d = shift.astype(jnp.float32).reshape(lead) - mean * a
+    a, d = (
+        v.reshape(-1, 1, 1, v.shape[-1]) if v.ndim == 2 else v.reshape(1, 1, 1, -1) for v in (a, d)
+    )
+    out = jnp.abs(a) * pooled_signed.astype(jnp.float32) + d
+    return jnp.maximum(out, 0.0).astype(pooled_signed.dtype)
+
+
+def scale_sign(scale: jax.Array, dtype) -> jax.Array:
+    """+1 where scale >= 0, else -1: [C], in `dtype`."""
+    return jnp.where(scale >= 0, 1.0, -1.0).astype(dtype)
+
+
 def normed_block(
     x: jax.Array,
     kernel: jax.Array,
@@ -107,18 +144,50 @@ def normed_block(
     Returns:
       [B, H // ph, W // pw, Cout], as the unfused block.
     """
-    sign = jnp.where(scale >= 0, 1.0, -1.0).astype(kernel.dtype)
-    pooled = kernels.conv_pool_stencil(
-        x, kernel * sign.reshape(1, 1, 1, -1), bias * sign, pool
-    )  # max of s z
-    lead = (1,) * (var.ndim - 1) + (-1,)
-    a = scale.astype(jnp.float32).reshape(lead) * jax.lax.rsqrt(var + epsilon)  # [B, O] or [O]
-    d = shift.astype(jnp.float32).reshape(lead) - mean * a
-    a, d = (
-        v.reshape(-1, 1, 1, v.shape[-1]) if v.ndim == 2 else v.reshape(1, 1, 1, -1) for v in (a, d)
-    )
-    out = jnp.abs(a) * pooled.astype(jnp.float32) + d
-    return jnp.maximum(out, 0.0).astype(pooled.dtype)
+    sign = scale_sign(scale, kernel.dtype)
+    pooled = kernels.conv_pool_stencil(x, kernel * sign.reshape(1, 1, 1, -1), bias * sign, pool)
+    return pooled_norm_relu(pooled, mean, var, scale, shift, epsilon)
+
+
+def masked_moments(
+    z: jax.Array, valid_BxT: jax.Array, per_sample: bool
+) -> tuple[jax.Array, jax.Array]:
+    """Mean and variance of a map z [B, T, F, C] over its valid frames.
+
+    Per sample over the whole map ([B, 1] each: the layer norm's), or per channel over
+    the batch ([C]: the batch norm's). Two passes (the variance of the centred map).
+    """
+    b, _, f, c = z.shape
+    w = valid_BxT.astype(jnp.float32)[:, :, None, None]
+    z = z.astype(jnp.float32)
+    if per_sample:
+        count = jnp.maximum(valid_BxT.sum(axis=1).astype(jnp.float32) * (f * c), 1.0)
+        mean = (z * w).sum(axis=(1, 2, 3)) / count
+        centred = (z - mean.reshape(b, 1, 1, 1)) * w
+        var = (centred * centred).sum(axis=(1, 2, 3)) / count
+        return mean[:, None], var[:, None]
+    count = jnp.maximum(valid_BxT.sum().astype(jnp.float32) * f, 1.0)
+    mean = (z * w).sum(axis=(0, 1, 2)) / count
+    centred = (z - mean.reshape(1, 1, 1, c)) * w
+    return mean, (centred * centred).sum(axis=(0, 1, 2)) / count
+
+
+def norm_relu_pool(
+    z: jax.Array, valid_BxT: jax.Array, norm: str, train: bool, pool: int, name: str
+) -> jax.Array:
+    """`max_pool(relu(norm(z)), pool)` of a conv map z [B, T, F, C], normalised after the pool.
+
+    (`pooled_norm_relu`.) Call it inside a compact `__call__`: the variables are the
+    caller's `name`, as `nn.LayerNorm` / `nn.BatchNorm` would have them.
+    """
+    c = z.shape[-1]
+    if norm == "layer" or train:
+        mean, var = masked_moments(z, valid_BxT, per_sample=norm == "layer")
+    else:  # evaluation with batch norm: the running averages, not this batch
+        mean = var = jnp.zeros((c,), jnp.float32)
+    scale, shift, mean, var, epsilon = NormParams(c, norm, name=name)(mean, var, train)
+    sign = scale_sign(scale, z.dtype).reshape(1, 1, 1, c)
+    return pooled_norm_relu(kernels.max_pool(z * sign, pool), mean, var, scale, shift, epsilon)
 
 
 class ConvParams(nn.Module):
