@@ -3,7 +3,8 @@
 One JSON line per combiner and model: the median time of `--steps` calls of the jitted
 `make_train_step` (after one that compiles), on a batch of 32 rows from 4 tasks (every task
 in every batch, 10-class, binary, 6-label, 3-class), for the 3x512 DNN on [7, 24] rows and
-the default CNN on [101, 40] rows, and the ratio to `sum` on the same model. Gradient
+the default CNN on [101, 40] rows, and the ratio to `sum` on the same model; and the
+compiled step's peak memory (XLA's temporaries plus its arguments, `memory_analysis`). Gradient
 combiners pay one backward pass per task (a vmap over the tasks of one VJP) plus their
 solver; loss-level ones cost what `sum` does.
 
@@ -60,7 +61,8 @@ def model_of(kind: str):
     return mt.models.HardSharingCNN(TASKS)
 
 
-def step_seconds(kind: str, name: str, n_steps: int) -> float:
+def step_cost(kind: str, name: str, n_steps: int) -> tuple[float, float]:
+    """(median seconds of a step, the compiled step's peak memory in MiB)."""
     model = model_of(kind)
     combiner = losses.as_combiner(losses.COMBINERS[name](**OPTIONS.get(name, {})))
     data = batch(SHAPES[kind])
@@ -70,7 +72,11 @@ def step_seconds(kind: str, name: str, n_steps: int) -> float:
     fns = losses.loss_functions(TASKS)
     step = jax.jit(steps.make_train_step(model, TASKS, fns, combiner), donate_argnums=0)
     key, epoch = jax.random.key(1), jnp.int32(0)
-    state, _ = step(state, data, key, epoch)  # compiles
+    compiled = step.lower(state, data, key, epoch).compile()
+    memory = compiled.memory_analysis()
+    peak_mib = (memory.temp_size_in_bytes + memory.argument_size_in_bytes) / 2**20
+    step = compiled
+    state, _ = step(state, data, key, epoch)
     jax.block_until_ready(state)
     times = []
     for _ in range(n_steps):
@@ -78,7 +84,7 @@ def step_seconds(kind: str, name: str, n_steps: int) -> float:
         state, metrics = step(state, data, key, epoch)
         jax.block_until_ready((state, metrics))
         times.append(time.perf_counter() - started)
-    return float(np.median(times))
+    return float(np.median(times)), peak_mib
 
 
 def main() -> None:
@@ -89,12 +95,16 @@ def main() -> None:
     args = parser.parse_args()
     names = sorted(losses.COMBINERS) if args.only is None else args.only.split(",")
     for kind in args.models.split(","):
-        reference = step_seconds(kind, "sum", args.steps)
+        reference, reference_mib = step_cost(kind, "sum", args.steps)
         for name in names:
-            seconds = reference if name == "sum" else step_seconds(kind, name, args.steps)
+            if name == "sum":
+                seconds, mib = reference, reference_mib
+            else:
+                seconds, mib = step_cost(kind, name, args.steps)
             line = dict(name="combiner_cost", combiner=name, model=kind, tasks=len(TASKS))
             line |= dict(step_ms=round(1e3 * seconds, 2))
             line |= dict(ratio_to_sum=round(seconds / reference, 2))
+            line |= dict(peak_mib=round(mib, 1), memory_to_sum=round(mib / reference_mib, 2))
             print(json.dumps(line | {"backend": jax.default_backend()}), flush=True)
 
 

@@ -140,7 +140,11 @@ class DiskArray:
         return np.clip(np.minimum(out, self.cap), 0, self.length).astype(np.int32)
 
     def gather(self, rows: np.ndarray) -> np.ndarray:
-        """float32 [len(rows), T, F] read from the sources (only those rows are read)."""
+        """float32 [len(rows), T, F] read from the sources (only those rows are read).
+
+        Each source's distinct rows are read once, in file order, rows that follow each
+        other on disk in one read (`_frames`), then put in the order asked for.
+        """
         rows = row_index(rows, len(self))
         if rows.ndim != 1:
             raise IndexError(f"DiskArray takes a 1-D row index, got shape {rows.shape}")
@@ -156,7 +160,8 @@ class DiskArray:
             begin = source.offsets[self.row[picked]] + self.start[picked]
             end = source.offsets[self.row[picked] + 1] - begin
             count = np.clip(np.minimum(end, self.cap[picked]), 0, self.length)
-            valid = np.arange(self.length)[None, :] < count[:, None]  # [M, T], row-major order
+            begin, count, slots, slot = _distinct_spans(sel, begin, count)
+            valid = np.arange(self.length)[None, :] < count[:, None]  # [U, T], row-major order
             values = np.asarray(_frames(source.flat, begin, count), np.float32)
             scaling = self.scalings[s]
             if scaling is not None:
@@ -166,13 +171,11 @@ class DiskArray:
                 else:
                     values = values * scaling.mult + scaling.add
             if np.all(count == self.length):  # no padding: the rows are whole blocks
-                out[sel] = values.reshape(len(sel), self.length, self.n_features)
-            elif len(sel) == len(rows):
-                out[valid] = values
+                block = values.reshape(len(count), self.length, self.n_features)
             else:
-                block = np.zeros([len(sel), self.length, self.n_features], np.float32)
+                block = np.zeros([len(count), self.length, self.n_features], np.float32)
                 block[valid] = values
-                out[sel] = block
+            out[slots] = block if slot is None else block[slot]
         return out
 
     def replace(self, **changes: Any) -> DiskArray:
@@ -198,6 +201,29 @@ def row_index(rows, n: int) -> np.ndarray:
             raise IndexError(f"a boolean row mask needs shape ({n},), got {rows.shape}")
         return np.nonzero(rows)[0].astype(np.int64)
     return rows.astype(np.int64)
+
+
+def _distinct_spans(
+    where: np.ndarray, begin: np.ndarray, count: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
+    """The distinct spans of frames to read, in file order, and where each goes.
+
+    Args:
+      where: int [M], the output row of each span.
+      begin: int [M], each span's first frame in the source.
+      count: int [M], each span's frames.
+
+    Returns:
+      (begin, count) [U] of the distinct spans sorted by `begin`, and (slots, slot): output
+      row `slots[m]` takes distinct span `slot[m]` (slot None: span m, as U == M).
+    """
+    order = np.argsort(begin, kind="stable")
+    begin, count = begin[order], count[order]
+    repeat = (begin[1:] == begin[:-1]) & (count[1:] == count[:-1])
+    if not repeat.any():
+        return begin, count, where[order], None
+    first = np.concatenate([[True], ~repeat])
+    return begin[first], count[first], where[order], np.cumsum(first) - 1
 
 
 def _frames(flat, begin: np.ndarray, count: np.ndarray) -> np.ndarray:

@@ -21,7 +21,7 @@ from mtjax.experiments import checks, registry
 from mtjax.tasks import Task
 from mtjax.train import augment as augmentation
 from mtjax.train import losses
-from mtjax.train.step import PRECISIONS
+from mtjax.train.step import PER_TASK_GRADS, PRECISIONS
 
 LOSSES = {
     "binary_cross_entropy": losses.binary_cross_entropy,
@@ -41,6 +41,7 @@ TRAIN_KEYS = (
     "validation_fraction",
     "augment",
     "precision",
+    "per_task_grads",
 )
 # What a model factory is given besides its keys (`tasks`), and Flax's own module fields.
 MODEL_SUPPLIED = ("tasks", "parent", "name")
@@ -163,6 +164,9 @@ def train(c: checks.Checker, raw: Mapping) -> dict:
     precision = c.string(raw.get("precision", "float32"), "train.precision", PRECISIONS)
     if precision != "float32":  # the default is left out, as runs recorded before it
         out["precision"] = precision
+    mode = c.string(raw.get("per_task_grads", "jacobian"), "train.per_task_grads", PER_TASK_GRADS)
+    if mode != "jacobian":
+        out["per_task_grads"] = mode
     return out
 
 

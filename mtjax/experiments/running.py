@@ -193,6 +193,7 @@ def _fit(experiment: config.Experiment, run: runs.Run, split, *, progress: bool)
         validation_fraction=train["validation_fraction"],
         augment=parts.build_augment(train.get("augment")),
         precision=train.get("precision", "float32"),
+        per_task_grads=train.get("per_task_grads", "jacobian"),
         run=run,
         max_to_keep=train["max_to_keep"],
         progress=progress,

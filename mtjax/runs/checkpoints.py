@@ -19,6 +19,10 @@ with a warning. `restore_latest` tries each epoch newest first and skips, with a
 naming the epoch, one that lacks both commit marks, fails its checksum or whose files fail
 to read, so a resume survives a damaged newest checkpoint.
 
+Over several processes (`mtjax.train.distributed`) every process calls each function
+in the same order on the same shared folder: Orbax saves, deletes and restores
+collectively, and process 0 alone writes the checksum files.
+
 Usage, as `fit` does it:
 
   manager = open_manager(run_dir / "checkpoints")
@@ -44,6 +48,7 @@ import jax
 import orbax.checkpoint as ocp
 
 from mtjax import files
+from mtjax.train import distributed
 from mtjax.train import history as records
 
 log = logging.getLogger("mtjax")
@@ -177,13 +182,19 @@ def save(
 
 
 def finish(manager: ocp.CheckpointManager, epoch: int) -> None:
-    """Waits until the save of `epoch` is on disk, then writes its checksum file."""
+    """Waits until the save of `epoch` is on disk, then writes its checksum file.
+
+    Over several processes every one calls it; process 0 writes the file, and each
+    returns once it is written.
+    """
     manager.wait_until_finished()
     if epoch not in manager.all_steps():
         raise RuntimeError(f"orbax did not save epoch {epoch} in {manager.directory}")
-    folder = Path(_step_folder(manager, epoch))
-    checksums = {"epoch": epoch, "files": _file_hashes(folder)}
-    files.write_bytes(folder / CHECKSUMS, json.dumps(checksums, indent=1).encode())
+    if distributed.is_primary():
+        folder = Path(_step_folder(manager, epoch))
+        checksums = {"epoch": epoch, "files": _file_hashes(folder)}
+        files.write_bytes(folder / CHECKSUMS, json.dumps(checksums, indent=1).encode())
+    distributed.barrier(f"mtjax checksums of epoch {epoch}")
 
 
 def prune(manager: ocp.CheckpointManager, *, keep: Collection[int], newest: int | None) -> None:

@@ -13,6 +13,10 @@ epoch. Figures cost more than an epoch of a small model, so they are drawn once,
 Checkpoints kept: the last epoch's (a resume starts there) and the chosen one's, plus the
 newest `max_to_keep` when given.
 
+Over several processes (`mtjax.train.distributed`) each process opens a recorder on the
+same shared folder; process 0 alone locks it and writes its files, and all of them save
+and restore the checkpoints together.
+
 While open, a recorder holds the run folder's lock (`folder.lock`): a second process
 starting the same run is refused at once, naming the run and this process.
 """
@@ -27,8 +31,8 @@ from typing import Any
 
 from mtjax.runs import checkpoints, events, folder, plots
 from mtjax.tasks import Task
+from mtjax.train import distributed, stopping
 from mtjax.train import history as records
-from mtjax.train import stopping
 
 
 @dataclasses.dataclass
@@ -49,6 +53,7 @@ class Recorder:
     recorded: int = 0  # epochs recorded by this recorder (0: none yet, or a finished run)
     closed_before: bool = False  # config.json had a chosen epoch: an earlier `close` ran
     pending: tuple[int, int] | None = None  # (epoch, best) of a checkpoint still being written
+    primary: bool = True  # writes the run's files: the only process, or process 0 of several
 
     @classmethod
     def open(
@@ -79,7 +84,9 @@ class Recorder:
           a run with other settings (`folder.check_resumable`: its checkpoints would not
           continue this one).
         """
-        folder.lock(run)
+        primary = distributed.is_primary()
+        if primary:
+            folder.lock(run)
         try:
             folder.check_resumable(run, config["resume_key"])
             previous = folder.read_config(run) if (run.path / folder.CONFIG).exists() else {}
@@ -88,10 +95,12 @@ class Recorder:
                 previous.pop(key, None)
             metric = rule.metric if rule is not None else keep_best
             written = {**previous, "max_to_keep": max_to_keep, "stopping_metric": metric, **config}
-            folder.write_config(run, written)
+            if primary:
+                folder.write_config(run, written)
             manager = checkpoints.open_manager(run.checkpoints)  # mtjax prunes, Orbax keeps all
         except BaseException:
-            folder.unlock(run)
+            if primary:
+                folder.unlock(run)
             raise
         return cls(
             run,
@@ -102,9 +111,10 @@ class Recorder:
             stopping_metric=metric,
             max_to_keep=max_to_keep,
             rule=rule,
-            locked=True,
+            locked=primary,
             config=written,
             closed_before=closed_before,
+            primary=primary,
         )
 
     def restore(self, state) -> tuple[Any, list[dict]] | None:
@@ -114,13 +124,10 @@ class Recorder:
         run killed before its checkpoint), so a resumed run's curves have no doubles.
         """
         restored = checkpoints.restore_latest(self.manager, state)
-        if restored is None:
-            self.writer = events.open_events(self.run)
-            return None
-        state, meta = restored
-        history = list(meta["history"])
-        self.writer = events.open_events(self.run, purge_step=len(history))
-        return state, history
+        history = [] if restored is None else list(restored[1]["history"])
+        if self.primary:
+            self.writer = events.open_events(self.run, purge_step=len(history) or None)
+        return None if restored is None else (restored[0], history)
 
     def _finish_saving(self) -> None:
         """Completes the last epoch's checkpoint (checksums), then prunes the older ones.
@@ -195,14 +202,15 @@ class Recorder:
           conflicts: (task a, task b) -> cosine of their gradients on one batch.
         """
         record = history[-1]
-        if not self.recorded:  # this writer's first epoch
-            events.log_config(self.writer, self.config, epoch)
-            tags = [*events.scalars(record, self.tasks), events.EPOCH_SECONDS]
-            events.log_layout(self.writer, tags, self.tasks)
-        events.log_epoch(self.writer, record, self.tasks, conflicts=conflicts, timed=True)
-        for split, split_reports in reports.items():
-            folder.write_reports(self.run, epoch, split, split_reports)
-        folder.write_history(self.run, history)
+        if self.primary:  # the files: process 0's alone
+            if not self.recorded:  # this writer's first epoch
+                events.log_config(self.writer, self.config, epoch)
+                tags = [*events.scalars(record, self.tasks), events.EPOCH_SECONDS]
+                events.log_layout(self.writer, tags, self.tasks)
+            events.log_epoch(self.writer, record, self.tasks, conflicts=conflicts, timed=True)
+            for split, split_reports in reports.items():
+                folder.write_reports(self.run, epoch, split, split_reports)
+            folder.write_history(self.run, history)
         meta = {
             "epoch": epoch,
             "history": history,
@@ -235,7 +243,7 @@ class Recorder:
             watches no metric and chose an earlier epoch).
         """
         epoch = last = None
-        if history:
+        if history and self.primary:
             last = int(history[-1]["epoch"])
             epoch = last if chosen_epoch is None else int(chosen_epoch)
             if chosen_epoch is not None and self.stopping_metric is not None:
@@ -245,11 +253,12 @@ class Recorder:
             folder.write_chosen_epoch(self.run, epoch, by=by)
         try:
             self._finish_saving()
-            if self.recorded or not self.closed_before:
+            if self.primary and (self.recorded or not self.closed_before):
                 plots.write_plots(self.run, history, self.tasks)
                 if epoch is not None and last is not None:
                     self._figures_of(history, epoch, last)
-            events.close_events(self.writer)
+            if self.primary:
+                events.close_events(self.writer)
             checkpoints.close(self.manager)
         finally:
             self._unlock()

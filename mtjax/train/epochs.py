@@ -7,7 +7,8 @@
   stepwise    the arrays live on the device and the jitted step is dispatched once per
               batch (where a scan is slow: `step.scan_is_slow`);
   host-fed    the arrays stay on the host (a memory map, or more than `DEVICE_BYTES`) and
-              each batch is gathered there while the previous one trains.
+              batches are read there and placed by worker threads a few steps
+              ahead (`loader.epoch_batches`) while earlier ones train.
 
 Every host-to-device copy in an epoch is an explicit `jax.device_put` (`Placement`), so an
 epoch runs under `jax.transfer_guard("disallow")`; the host reads the step metrics only
@@ -16,7 +17,6 @@ after the epoch (`jax.device_get`).
 
 from __future__ import annotations
 
-import concurrent.futures as cf
 from collections.abc import Callable
 from typing import Any
 
@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from mtjax.data.values import MultiTaskData
-from mtjax.train import schedules
+from mtjax.train import loader, schedules
 from mtjax.train import step as steps
 from mtjax.train.step import Batch, TrainState
 
@@ -56,7 +56,10 @@ class Placement:
     """Where arrays go: the default device, or a mesh.
 
     On a mesh, parameters and data are replicated and batch rows split along its "data"
-    axis. Data parallelism is only this: the same jitted step, other input shardings.
+    axis. Data parallelism is only this: the same jitted step, other input shardings. A
+    mesh over several processes' devices (`mtjax.train.distributed`) takes the same
+    host values on every process, and each process places only the parts its own
+    devices hold.
     """
 
     def __init__(self, mesh: jax.sharding.Mesh | None, batch_size: int):
@@ -68,20 +71,61 @@ class Placement:
 
     def replicated(self, tree: Any) -> Any:
         """`tree` on the device, whole on every device of the mesh."""
-        if self.mesh is None:
-            return jax.device_put(tree)
-        return jax.device_put(tree, jax.sharding.NamedSharding(self.mesh, _spec()))
+        if self.mesh is None:  # a value replicated over several processes: its local copy
+            return jax.device_put(jax.tree.map(_local, tree))
+        sharding = jax.sharding.NamedSharding(self.mesh, _spec())
+        return jax.tree.map(lambda leaf: _put(leaf, sharding), tree)
 
     def rows(self, array: Any, axis: int = 0) -> jax.Array:
         """`array` on the device, split along `axis` over the mesh's "data" axis."""
         if self.mesh is None:
             return jax.device_put(array)
         spec = _spec(*([None] * axis), "data")
-        return jax.device_put(array, jax.sharding.NamedSharding(self.mesh, spec))
+        return _put(array, jax.sharding.NamedSharding(self.mesh, spec))
+
+    def taken(self, source: Any, rows: np.ndarray, dtype: Any = None) -> jax.Array:
+        """`source[rows]` (rows int [B]) on the device, split like `rows(...)`.
+
+        Over several processes each reads only the rows its devices hold, so an
+        out-of-core `source` is read once in all, not once per process.
+        """
+        sharding = (
+            None if self.mesh is None else jax.sharding.NamedSharding(self.mesh, _spec("data"))
+        )
+        if sharding is None or sharding.is_fully_addressable:
+            return self.rows(np.asarray(source[rows], dtype))
+        shape = (len(rows), *source.shape[1:])
+
+        def part(index: Any) -> np.ndarray:  # a tuple of slices, one per axis
+            return np.asarray(source[rows[index[0]]], dtype)[(slice(None), *index[1:])]
+
+        return jax.make_array_from_callback(shape, sharding, part)
 
     def scalar(self, value: int) -> jax.Array:
         """An int32 scalar on the device (replicated)."""
         return self.replicated(np.int32(value))
+
+
+def _local(leaf: Any) -> Any:
+    if isinstance(leaf, jax.Array) and not leaf.is_fully_addressable and leaf.is_fully_replicated:
+        return leaf.addressable_data(0)
+    return leaf
+
+
+def _put(value: Any, sharding: jax.sharding.NamedSharding) -> jax.Array:
+    """`value` placed with `sharding`; over several processes each places its own parts.
+
+    A host value (or an array of this process alone) must be the same on every process.
+    """
+    if sharding.is_fully_addressable or (
+        isinstance(value, jax.Array) and not value.is_fully_addressable
+    ):
+        return jax.device_put(value, sharding)  # one process, or resharding a global array
+    if isinstance(value, jax.Array) and jax.dtypes.issubdtype(value.dtype, jax.dtypes.prng_key):
+        data = _put(jax.random.key_data(value), sharding)
+        return jax.random.wrap_key_data(data, impl=jax.random.key_impl(value))
+    host = np.asarray(value)
+    return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
 
 
 def _spec(*axes: str | None) -> jax.sharding.PartitionSpec:
@@ -91,9 +135,9 @@ def _spec(*axes: str | None) -> jax.sharding.PartitionSpec:
 def gather(data: MultiTaskData, rows: np.ndarray, weight: np.ndarray, place: Placement) -> Batch:
     """The batch of `rows` int [B] (weights float32 [B]), gathered on the host and placed."""
     return Batch(
-        place.rows(np.asarray(data.x[rows], np.float32)),
-        place.rows(data.y[rows]),
-        place.rows(data.has_task[rows]),
+        place.taken(data.x, rows, np.float32),
+        place.taken(data.y, rows),
+        place.taken(data.has_task, rows),
         place.rows(weight),
     )
 
@@ -136,20 +180,23 @@ def epoch_runner(
     run_key = place.replicated(run_key)  # once, not implicitly at every step on a mesh
     if not (isinstance(data.x, np.ndarray) and data.x.nbytes <= DEVICE_BYTES):
         run_step = jax.jit(step, donate_argnums=0)
+        one_process = place.mesh is None or not place.mesh.is_multi_process
+
+        def read(data: MultiTaskData, index: np.ndarray, weight: np.ndarray) -> list[Batch]:
+            """Steps `index` [K, B] placed; in one read, unless each process reads its own."""
+            if one_process:
+                return [Batch(*map(place.rows, b)) for b in loader.read_block(data, index, weight)]
+            return [gather(data, rows, w, place) for rows, w in zip(index, weight)]
 
         def host_fed(state, planned, epoch):
-            def batch(s: int) -> Batch:
-                return gather(data, planned.index[s], planned.weight[s], place)
-
             state, epoch_key, collected = copy(state), place.scalar(epoch), []
-            with cf.ThreadPoolExecutor(1) as pool:
-                upcoming = pool.submit(batch, 0)
-                for s in range(len(planned.index)):
-                    current = upcoming.result()
-                    if s + 1 < len(planned.index):
-                        upcoming = pool.submit(batch, s + 1)
+            batches = loader.epoch_batches(data, planned, read=read)
+            try:
+                for current in batches:
                     state, step_metrics = run_step(state, current, run_key, epoch_key)
                     collected.append(step_metrics)
+            finally:
+                batches.close()
             return state, _stacked(collected)
 
         return host_fed

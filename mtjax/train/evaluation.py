@@ -13,8 +13,8 @@ import numpy as np
 from mtjax.data import values
 from mtjax.data.values import MultiTaskData, TaskDataset
 from mtjax.tasks import Task, task_slices
+from mtjax.train import distributed, metrics
 from mtjax.train import epochs as epoch_runners
-from mtjax.train import metrics
 from mtjax.train.step import Trained, make_forward
 
 
@@ -56,9 +56,9 @@ def predict_logits(
     for begin in range(0, n, size):
         rows = np.arange(begin, min(begin + size, n))
         padded = np.concatenate([rows, np.full(size - len(rows), rows[0])])
-        x = place.rows(np.asarray(data.x[padded], np.float32))
-        y = place.rows(np.asarray(data.y[padded], np.float32))
-        out, losses_BxK = predict(params, batch_stats, x, y)
+        x = place.taken(data.x, padded, np.float32)
+        y = place.taken(data.y, padded, np.float32)
+        out, losses_BxK = distributed.host(predict(params, batch_stats, x, y))
         for t in trained.tasks:
             logits[t.name].append(np.asarray(out[t.name])[: len(rows)])
         row_losses.append(np.asarray(losses_BxK)[: len(rows)])

@@ -24,9 +24,9 @@ from tqdm.auto import tqdm
 from mtjax.data import ops, splitters, values
 from mtjax.data.values import MultiTaskData, TaskDataset
 from mtjax.tasks import Task
+from mtjax.train import distributed, losses, models, schedules, settings, stopping
 from mtjax.train import epochs as epoch_runners
 from mtjax.train import history as records
-from mtjax.train import losses, models, schedules, settings, stopping
 from mtjax.train import state as states
 from mtjax.train import step as steps
 from mtjax.train.augment import Augment
@@ -55,6 +55,7 @@ def fit(
     shared: steps.Shared = steps.not_a_head,
     augment: Augment | None = None,
     precision: str = "float32",
+    per_task_grads: str = "jacobian",
     progress: bool = True,
     mesh: jax.sharding.Mesh | None = None,
     devices: Sequence[jax.Device] | jax.sharding.Mesh | None = None,
@@ -106,6 +107,12 @@ def fit(
         and inputs cast to it in the step) while parameters, losses, the combiner and
         the optimizer stay float32 (mixed precision; fastest on accelerators with
         bfloat16 units, usually slower on CPUs). Evaluation runs in float32.
+      per_task_grads: how combiners with per-task gradients get them: "jacobian", all K
+        at once (one vmapped backward pass holding K x P floats), or "gramian", only their
+        Gram matrix (K sequential backward and forward passes, one gradient alive at a
+        time, then one more backward pass with the task weights), for combiners whose
+        weights come from it (mgda, pcgrad, cagrad, upgrad, nash_mtl, ...; ValueError for
+        the others). Loss-level combiners ignore it.
       progress: show a progress bar with per-task losses.
       mesh: a device mesh with a "data" axis: batches are split along it, parameters
         and data replicated (data parallelism; batch_size must divide evenly). None
@@ -114,7 +121,8 @@ def fit(
         Mesh; give `devices` or `mesh`, not both. Every combiner works unchanged: the
         step is one program over the global batch, its per-task gradients reduced
         across devices by XLA, so a run on 4 devices equals one on 1 up to float
-        rounding.
+        rounding. Over several processes (each calls `jax.distributed.initialize()`
+        first), `jax.devices()` is every process's devices: see `mtjax.train.distributed`.
       run: a `mtjax.runs.Run`: every epoch writes a checkpoint, TensorBoard events,
         JSON reports and the history there, and at the end the plots, the confusion figures
         of the chosen and the last epoch and the HParams; a run that already
@@ -175,6 +183,7 @@ def fit(
         model = default_model(train)
     loss_fns = losses.loss_functions(tasks, loss)
     combiner = losses.as_combiner(losses.sum() if combine is None else combine)
+    steps.gramian_rule(per_task_grads, combiner)  # its ValueError before any work
     if combiner.uses_grads and len(tasks) > 1:
         most = int(schedules.tasks_per_step(first, train).max())
         if most <= 1:
@@ -189,7 +198,9 @@ def fit(
         lr_schedule = states.default_learning_rate(epochs, steps_per_epoch)
     tx = optimizer if optimizer is not None else states.default_optimizer(epochs, steps_per_epoch)
     x_example = np.asarray(train.x[np.arange(min(2, len(train)))], np.float32)
-    state = states.create_train_state(model, tx, combiner, x_example, init_key, tasks=tasks)
+    state = states.create_train_state(
+        model, tx, combiner, x_example, init_key, tasks=tasks, shared=shared
+    )
 
     # Restore from the run's last complete epoch.
     history: list[dict] = []
@@ -213,6 +224,7 @@ def fit(
             validation_fraction=validation_fraction,
             augment=augment.to_json() if augment else None,
             **({"precision": precision} if precision != "float32" else {}),
+            **({"per_task_grads": per_task_grads} if per_task_grads != "jacobian" else {}),
             **({"shared": shared} if combiner.uses_grads else {}),
         )
         recorder = run.recorder(
@@ -227,7 +239,14 @@ def fit(
     place = epoch_runners.Placement(mesh, batch_size)
     state = place.replicated(state)
     step = steps.make_train_step(
-        model, tasks, loss_fns, combiner, shared=shared, augment=augment, precision=precision
+        model,
+        tasks,
+        loss_fns,
+        combiner,
+        shared=shared,
+        augment=augment,
+        precision=precision,
+        per_task_grads=per_task_grads,
     )
     run_epoch = epoch_runners.epoch_runner(step, train, place, state, run_key, first)
     probe = None
@@ -256,7 +275,7 @@ def fit(
         schedules.check_batches(planned, len(train), batch_size)
         previous = state
         state, step_metrics = run_epoch(state, planned, epoch)
-        step_metrics = jax.device_get(step_metrics)
+        step_metrics = distributed.host(step_metrics)
         means = records.train_means(step_metrics, tasks)
         bad = [name for name, value in means.tasks.items() if not math.isfinite(value)]
         if bad or not math.isfinite(means.objective):
@@ -289,7 +308,7 @@ def fit(
             if probe is not None:
                 rows = epoch_runners.gather(train, planned.index[0], planned.weight[0], place)
                 cosines = probe(state.params["model"], state.batch_stats, rows)
-                pairs = _pairs(tasks, np.asarray(jax.device_get(cosines)))
+                pairs = _pairs(tasks, np.asarray(distributed.host(cosines)))
             elif conflicts is not False and "cosines" in step_metrics and len(tasks) > 1:
                 cosines = records.epoch_cosines(step_metrics["cosines"], step_metrics["present"])
                 pairs = _pairs(tasks, cosines)

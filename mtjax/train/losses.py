@@ -10,7 +10,7 @@ The loss combiners live in `mtjax.train.combiners` and are re-exported here, so
 `uncertainty_weighting`, `dwa`, `rlw`, `gls`, `imtl_l`, `famo`, `stch`; on per-task
 gradients `gradnorm`, `pcgrad`, `cagrad`, `mgda`, `excess_mtl`, `db_mtl`, `imtl_g`,
 `gradvac`, `config`, `aligned_mtl`, `krum`, `upgrad`, `dualproj`, `nash_mtl`, `fairgrad`,
-`sdmgrad`, `modo`, `graddrop`, `trimmed_mean`; and `ema(combiner)`, which smooths any
+`sdmgrad`, `modo`, `moco`, `graddrop`, `trimmed_mean`; and `ema(combiner)`, which smooths any
 combiner's task weights over steps.
 """
 

@@ -247,7 +247,7 @@ def _walk(value: Any, depth: int, active: frozenset[int]) -> Any:
 
 # Fields added to a NamedTuple after runs recorded it: left out while unset, so that those
 # runs' resume keys stay as they were.
-UNSET_LEFT_OUT = ("aggregate",)
+UNSET_LEFT_OUT = ("aggregate", "gramian")
 
 
 def _named_tuple(value: Any, walk) -> dict:

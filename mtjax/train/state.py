@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
 from typing import Any
 
@@ -13,6 +14,7 @@ import optax
 
 from mtjax.tasks import Task
 from mtjax.train import losses
+from mtjax.train import step as steps
 from mtjax.train.step import TrainState
 
 
@@ -24,6 +26,7 @@ def create_train_state(
     key: jax.Array,
     *,
     tasks: Sequence[Task] | None = None,
+    shared: steps.Shared = steps.not_a_head,
 ) -> TrainState:
     """The state before the first step: the model initialised, optimizer and combiner states.
 
@@ -35,6 +38,8 @@ def create_train_state(
       key: the PRNG key of the initialisation (its "params" and "dropout" streams).
       tasks: the tasks the model was built for: its outputs are checked against them.
         Without them, the combiner gets one entry per output of the model.
+      shared: the trainer's `shared=` ("all" or a predicate on a top-level parameter
+        name), for a combiner whose state is shaped like the shared parameters.
 
     Returns:
       A `TrainState` at step 0 (int32), params {"model": ..., "combiner": ...}.
@@ -53,8 +58,20 @@ def create_train_state(
         params={"model": variables["params"], "combiner": comb_params},
         tx=tx,
         batch_stats=variables.get("batch_stats", {}),
-        comb_state=combiner.init(n_tasks),
+        comb_state=combiner_state(combiner, n_tasks, variables["params"], shared),
     ).replace(step=jnp.int32(0))
+
+
+def combiner_state(combiner: losses.Combiner, n_tasks: int, params: Any, shared: Any) -> Any:
+    """The combiner's first state: `combiner.init(n_tasks)`.
+
+    A combiner whose state is shaped like the shared parameters (its `init` takes
+    `shared=`, as moco's does) gets them, picked from `params` by the trainer's `shared=`.
+    """
+    init: Any = combiner.init  # typed n_tasks -> state; moco's also takes shared=
+    if "shared" not in inspect.signature(init).parameters:
+        return init(n_tasks)
+    return init(n_tasks, shared=steps.split_shared(params, shared)[0])
 
 
 PEAK_LEARNING_RATE = 1e-3

@@ -9,6 +9,7 @@ libraries apply them): the shared parameters' gradient is the chain rule through
 the combined loss, `sum_k d total / d loss_k * grad_k`, and every other parameter (a task's
 head) gets the plain sum's gradient, `sum_k grad_k`, which for task k's own head is
 d L_k / d head_k. Loss-level combiners differentiate the combined loss directly.
+`per_task_grads="gramian"` gets their Gram matrix alone (`combiners.base.gram_by_passes`).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from flax.training import train_state
 
 from mtjax.tasks import Task
 from mtjax.train import augment as augmentation
-from mtjax.train import losses
+from mtjax.train import combiners, losses
 from mtjax.train.augment import Augment
 
 
@@ -152,6 +153,7 @@ def _accepts_train(model: nn.Module) -> bool:
 
 
 PRECISIONS = ("float32", "bfloat16")
+PER_TASK_GRADS = ("jacobian", "gramian")
 
 
 def _cast_floats(tree: Any, dtype: Any) -> Any:
@@ -212,6 +214,7 @@ def make_train_step(
     shared: Shared = not_a_head,
     augment: Augment | None = None,
     precision: str = "float32",
+    per_task_grads: str = "jacobian",
 ) -> Callable:
     """`step(state, batch, run_key, epoch) -> (state, metrics)`, pure and jittable.
 
@@ -229,6 +232,9 @@ def make_train_step(
         (`mtjax.train.augment`), keyed by the run key and the step number; None: none.
       precision: "float32", or "bfloat16" for the model's forward and backward pass in
         bfloat16 (`make_forward`); parameters, losses, combiner and update stay float32.
+      per_task_grads: "jacobian" (every task's gradient at once, K x P floats) or "gramian"
+        (their Gram matrix alone, one gradient alive at a time: `combiners.base.gram_by_passes`)
+        for combiners with a `gramian` rule (else ValueError); loss-level ones ignore it.
 
     Returns:
       The step; metrics: loss (combined, scalar), tasks float32 [K] (each task's masked
@@ -239,6 +245,7 @@ def make_train_step(
     _check_shared(shared)
     forward = make_forward(model, precision)
     n_tasks = len(tasks)
+    gramian = gramian_rule(per_task_grads, combiner)
 
     def step(state: TrainState, batch: Batch, run_key: jax.Array, epoch: jax.Array):
         step_key = jax.random.fold_in(run_key, state.step)
@@ -272,7 +279,20 @@ def make_train_step(
             return total, comb_state
 
         model_params, comb_params = state.params["model"], state.params["combiner"]
-        if combiner.uses_grads:
+        if gramian is not None:
+            losses_K, (present_K, batch_stats), g_KxK, heads, vjp = combiners.base.gram_by_passes(
+                lambda s, o: task_losses(joined(model_params, s, o)),
+                *split_shared(model_params, shared),
+            )
+            weights_K, comb_state = gramian(
+                g_KxK, state.comb_state, losses=losses_K, present=present_K, **extra
+            )
+            weights_K = jnp.where(present_K, weights_K, 0.0).astype(losses_K.dtype)
+            total = combiners.base.weighted_total(weights_K, losses_K, present_K)
+            model_grads = joined(model_params, vjp(weights_K)[0], heads)
+            comb_grads = jax.tree.map(jnp.zeros_like, comb_params)
+            cosines_KxK = task_cosines(g_KxK)
+        elif combiner.uses_grads:
             losses_K, vjp, (present_K, batch_stats) = jax.vjp(
                 task_losses, model_params, has_aux=True
             )
@@ -291,13 +311,8 @@ def make_train_step(
                 )
             else:
                 model_grads = jax.tree.map(lambda g: jnp.tensordot(weights_K, g, axes=1), shared_K)
-            if shared != "all":
-                # a head's gradient: the plain sum over tasks (absent tasks' rows are 0)
-                both = {**model_grads, **jax.tree.map(lambda g: g.sum(0), own_K)}
-                model_grads = jax.tree.unflatten(
-                    jax.tree.structure(model_params),
-                    jax.tree.leaves({name: both[name] for name in model_params}),
-                )
+            # a head's gradient: the plain sum over tasks (absent tasks' rows are 0)
+            model_grads = joined(model_params, model_grads, jax.tree.map(lambda g: g.sum(0), own_K))
         else:
 
             def objective(model_params, comb_params):
@@ -324,6 +339,39 @@ def make_train_step(
         return state, metrics
 
     return step
+
+
+def gramian_rule(mode: str, combiner: losses.Combiner) -> Callable | None:
+    """The `gramian` rule the step runs on, None for none (ValueError: unknown mode, or none)."""
+    if mode not in PER_TASK_GRADS:
+        raise ValueError(f"per_task_grads must be one of {PER_TASK_GRADS}, got {mode!r}")
+    if mode == "jacobian" or not combiner.uses_grads:
+        return None
+    if combiner.gramian is None:
+        local = [getattr(f, "__qualname__", "?") for f in (combiner.apply, combiner.aggregate)]
+        name = next((q.split(".<locals>")[0] for q in local if ".<locals>" in q), local[0])
+        able = sorted(n for n, f in combiners.COMBINERS.items() if _has_gramian(f))
+        raise ValueError(
+            f"per_task_grads='gramian': the combiner {name} has no gramian rule; use"
+            f" per_task_grads='jacobian' or one of: {', '.join(able)}"
+        )
+    return combiner.gramian
+
+
+def _has_gramian(factory: Callable) -> bool:
+    try:  # a factory without defaults: no
+        return factory().gramian is not None
+    except (TypeError, ValueError):
+        return False
+
+
+def joined(model_params: Any, shared_part: Any, own_part: Any) -> Any:
+    """A pytree like `model_params` from its `split_shared` parts ({} own: `shared_part`)."""
+    if not own_part:
+        return shared_part
+    both = {**shared_part, **own_part}
+    leaves = jax.tree.leaves({name: both[name] for name in model_params})
+    return jax.tree.unflatten(jax.tree.structure(model_params), leaves)
 
 
 def make_epoch(step: Callable) -> Callable:

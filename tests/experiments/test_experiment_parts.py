@@ -275,16 +275,19 @@ def test_the_training_parts_by_name_and_their_keys(tmp_path):
             [train]
             batches = {name = "balanced", per = "task"}
             early_stop = "never"
+            per_task_grads = "gramian"
             """,
         )
     )
     assert e.model["name"] == "HardSharingDNN" and e.train["batches"]["per"] == "task"
+    assert e.train["per_task_grads"] == "gramian"
     assert ex.build_early_stop(e.train["early_stop"]).metric is None  # never: no metric
     bad = [
         ("[train]\nbatches = {name = 'mixed', per = 'task'}", "train.batches.per: unknown key"),
         ("[train]\nearly_stop = 'patients'", "did you mean 'patience'?"),
         ("[model]\nname = 'dnn'\ntasks = ['a']", "model.tasks: unknown key; model 'dnn' takes"),
         ("[train]\ncombine = 'pc_grad'", "did you mean 'pcgrad'?"),
+        ("[train]\nper_task_grads = 'hessian'", "train.per_task_grads"),
     ]
     for text, message in bad:
         with pytest.raises(ex.ExperimentError, match=None) as err:

@@ -23,7 +23,31 @@ STATEFUL = [  # combiners whose state (or trainable parameters) carries over bet
     ("gradvac", {}),
     ("imtl_l", {}),
     ("modo", {}),
+    ("moco", {}),  # needs init(n_tasks, shared=...) from the trainer (state.combiner_state)
+    ("dwa", {}),
+    ("gradnorm", {}),
+    ("uncertainty_weighting", {}),
 ]
+
+
+def test_every_stateful_combiner_in_the_catalogue_is_resumed_here():
+    """A combiner with state or trainable parameters that is not in STATEFUL fails this."""
+    import jax
+    import jax.numpy as jnp
+
+    from mtjax.train.combiners import catalogue
+
+    stateful = set()
+    for name in catalogue.COMBINERS:
+        options = {"weights": [1.0, 1.0, 1.0]} if name == "weighted" else {}
+        combiner = catalogue.combiner_from_config(name, **options)
+        try:
+            state = combiner.init(3)
+        except ValueError:  # moco: its state is shaped like the shared parameters
+            state = combiner.init(3, shared={"w": jnp.zeros(4)})  # type: ignore[call-arg]
+        if jax.tree.leaves(state) or combiner.init_params is not None:
+            stateful.add(name)
+    assert stateful == {name for name, _ in STATEFUL}
 
 
 class StoppedError(Exception):

@@ -6,7 +6,8 @@ pcgrad, cagrad, mgda) -> balancing (loss-level: gls, imtl_l, famo, stch; with gr
 norms: excess_mtl, db_mtl; `ema` of any combiner's weights) -> aggregators (from the Gram
 matrix in closed form: imtl_g, config, aligned_mtl, krum, gradvac) -> aggregators_solved
 (solved each step: upgrad, dualproj, nash_mtl, fairgrad) -> aggregators_sampled
-(stochastic multi-objective: sdmgrad, modo) -> coordinates (the shared
+(stochastic multi-objective: sdmgrad, modo) -> tracking (from tracked task gradients, the
+shared gradient itself: moco) -> coordinates (the shared
 gradient itself, coordinate by coordinate: graddrop, trimmed_mean) -> groups (any gradient
 combiner per group of shared parameters: per_group) -> catalogue (every built-in by
 name, `as_combiner`).
@@ -72,6 +73,7 @@ from mtjax.train.combiners.gradient import (
     pcgrad,
 )
 from mtjax.train.combiners.groups import per_group
+from mtjax.train.combiners.tracking import MoCoState, moco, moco_step
 from mtjax.train.combiners.weighting import (
     DwaState,
     UncertaintyParams,
@@ -97,6 +99,7 @@ __all__ = [
     "GradNormState",
     "GradVacState",
     "ImtlParams",
+    "MoCoState",
     "MoDoState",
     "StchState",
     "UncertaintyParams",
@@ -132,6 +135,8 @@ __all__ = [
     "mean",
     "mgda",
     "min_norm_weights",
+    "moco",
+    "moco_step",
     "modo",
     "modo_step",
     "nash_mtl",

@@ -67,15 +67,18 @@ def gram_weighting(name: str, weights: Callable[[jax.Array, jax.Array], jax.Arra
     """A combiner without state whose task weights are `weights(gram [K, K], present [K])`.
 
     The Gram matrix is of the per-task gradients of the shared parameters; the total is
-    `sum_k stop_gradient(a_k) L_k` over present tasks (`base.weighted_total`).
+    `sum_k stop_gradient(a_k) L_k` over present tasks (`base.weighted_total`). The rule is
+    also the combiner's `gramian`.
     """
 
-    def apply(losses, state, *, present, grads=None, **extra):
+    def gramian(g_KxK, state, *, present, **extra):
         del extra
-        g_KxK = gradient._task_gram(grads, losses.shape[0], name)
-        return base.weighted_total(weights(g_KxK, present), losses, present), state
+        return weights(g_KxK, present), state
 
-    return Combiner(base.no_state, apply, uses_grads=True)
+    def apply(losses, state, **kw):
+        return gradient.gram_total(gramian, name, losses, state, **kw)
+
+    return Combiner(base.no_state, apply, uses_grads=True, gramian=gramian)
 
 
 def imtl_g_weights(g_KxK: jax.Array, present: jax.Array) -> jax.Array:
@@ -207,6 +210,11 @@ def aligned_mtl(scale: str = "min") -> Combiner:
     Args:
       scale: the aligned gradients' norm: "min", sqrt of G's smallest (kept) eigenvalue, as
         in the paper (stable updates), or "rmse", sqrt of their mean.
+
+    Parity (`benchmarks/parity.py`): torchjd's AlignedMTL averages the aligned gradients
+    (pref_vector 1/K), so its update is this one divided by K; then the two agree to 4e-5,
+    except where G is near-singular (smallest eigenvalue 3e-5 of the largest: 1.9e-3, from
+    float32 rounding of G, whose smallest eigenvalue's root scales the update).
     """
     if scale not in ("min", "rmse"):
         raise ValueError(f"aligned_mtl: scale must be 'min' or 'rmse', got {scale!r}")
@@ -354,10 +362,12 @@ def gradvac(beta: float = 0.5) -> Combiner:
     def init(n_tasks: int) -> GradVacState:
         return GradVacState(target=jnp.zeros([n_tasks, n_tasks], jnp.float32))
 
-    def apply(losses, state, *, present, key, grads=None, **extra):
+    def gramian(g_KxK, state, *, present, key, **extra):
         del extra
-        g_KxK = gradient._task_gram(grads, losses.shape[0], "gradvac")
         a_K, target = gradvac_weights(g_KxK, state.target, present, key, beta=beta)
-        return base.weighted_total(a_K, losses, present), GradVacState(target=target)
+        return a_K, GradVacState(target=target)
 
-    return Combiner(init, apply, uses_grads=True)
+    def apply(losses, state, **kw):
+        return gradient.gram_total(gramian, "gradvac", losses, state, **kw)
+
+    return Combiner(init, apply, uses_grads=True, gramian=gramian)

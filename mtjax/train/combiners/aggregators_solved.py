@@ -138,6 +138,10 @@ def upgrad(steps: int | None = None, tol: float = 1e-5) -> Combiner:
     Args:
       steps: active-set iterations per projection; None is 2K + 8.
       tol: the projections' cosine tolerance (see `lower_bounded_min_norm`).
+
+    Parity: torchjd's default projector adds 1e-4 to the diagonal of the trace-normalised
+    Gramian, which moves its result by up to 4e-2 (relative) on the parity cases; with
+    1e-12 the two agree to 3e-7 (`benchmarks/parity.py`).
     """
     return aggregators.gram_weighting(
         "upgrad", lambda g_KxK, present: upgrad_weights(g_KxK, present, steps=steps, tol=tol)
@@ -154,6 +158,8 @@ def dualproj(steps: int | None = None, tol: float = 1e-5) -> Combiner:
     Args:
       steps: active-set iterations; None is 2K + 8.
       tol: the projection's cosine tolerance (see `lower_bounded_min_norm`).
+
+    Parity: as `upgrad`'s (torchjd's 1e-4 regularisation; 2e-7 without it).
     """
     return aggregators.gram_weighting(
         "dualproj",
@@ -233,6 +239,10 @@ def nash_mtl(steps: int = 40) -> Combiner:
     code clips the update's norm afterwards, left to the optimizer here). A task alone gets
     a = 1 / |g|. The weights are solved from scratch each step (the code warm-starts its
     CCP). total = sum_k stop_gradient(a_k) L_k.
+
+    Parity: torchjd's NashMTL (norm clipping off) agrees to 1.2e-5, except on a case with
+    task gradients of very different scales, where its CCP (cvxpy, 200 iterations) stops
+    far from G a = 1/a (residual 55, against 9e-5 here) (`benchmarks/parity.py`).
 
     Args:
       steps: Newton iterations.

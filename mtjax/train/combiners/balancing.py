@@ -283,6 +283,9 @@ def excess_mtl(step_size: float = 0.01) -> Combiner:
     1e-7) (isotropic AdaGrad): the risk is ||g_k||^2 / H_k, equal to the reference's when
     all parameters have equal accumulated squares.
 
+    torchjd's ExcessMTL differs again: it updates the weights on the first step too and
+    normalises them to sum to 1, and its H_k is per parameter (`benchmarks/parity.py`).
+
     Args:
       step_size: the exponentiated-gradient step (the reference's robust_step_size).
     """

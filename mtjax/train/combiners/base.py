@@ -49,6 +49,12 @@ class Combiner(NamedTuple):
         task's slice of `grads`) and each task's share in it, for the record. With it,
         `apply` gives only the objective that is logged (its state is not kept) and
         needs `uses_grads`.
+      gramian: for methods whose weights depend on the gradients only through their Gram
+        matrix G = J J^T: `(gram float32 [K, K], state, *, losses, present, key, step,
+        epoch) -> (weights float32 [K], state)`, the same rule as `apply` (which then
+        returns `sum_k stop_gradient(a_k) L_k`). With it the trainer can run
+        `per_task_grads="gramian"`, which never holds the K x P Jacobian; None: no such
+        rule.
     """
 
     init: Callable[[int], Any]
@@ -56,6 +62,7 @@ class Combiner(NamedTuple):
     uses_grads: bool = False
     init_params: Callable[[int], Any] | None = None
     aggregate: Callable[..., tuple[Any, Any, jax.Array]] | None = None
+    gramian: Callable[..., tuple[jax.Array, Any]] | None = None
 
 
 class EmptyState(NamedTuple):
@@ -101,3 +108,32 @@ def stateless(fn: Callable[[jax.Array], jax.Array]) -> Combiner:
         return fn(losses), state
 
     return Combiner(no_state, apply)
+
+
+def gram_by_passes(fn: Callable, shared: Any, own: Any) -> tuple:
+    """The Gram matrix of the task gradients of `shared`, without their K x P Jacobian J.
+
+    `fn(shared, own) -> (losses [K], aux)`, aux[0] present bool [K], runs forward once
+    (`jax.vjp`: one set of batch statistics and dropout masks); in a scan over the tasks,
+    g_i = J^T (e_i present_i) by its VJP and G[:, i] = J g_i by that VJP's transpose (a
+    forward-mode product that works through `custom_vjp` rules as well), one gradient
+    alive at a time, the gradients of `own` (the heads) summed.
+
+    Returns:
+      (losses [K], aux, G float32 [K, K] (symmetrised; 0 on absent tasks' rows and
+      columns), the sum of the tasks' gradients of `own`, `vjp(a [K]) -> (J^T a of
+      shared, _)`).
+    """
+    losses_K, vjp, aux = jax.vjp(fn, shared, own, has_aux=True)
+    jvp = jax.linear_transpose(vjp, losses_K)
+    mask_K = aux[0].astype(losses_K.dtype)
+    no_own = jax.tree.map(jnp.zeros_like, own)
+
+    def column(heads, i):
+        g_shared, g_own = vjp(jax.nn.one_hot(i, losses_K.shape[0], dtype=losses_K.dtype) * mask_K)
+        return jax.tree.map(jnp.add, heads, g_own), jvp((g_shared, no_own))[0]
+
+    heads, columns_KxK = jax.lax.scan(column, no_own, jnp.arange(losses_K.shape[0]))
+    columns_KxK = columns_KxK * mask_K[None, :]  # row i: g_j . g_i over present j
+    g_KxK = jax.lax.stop_gradient(0.5 * (columns_KxK + columns_KxK.T).astype(jnp.float32))
+    return losses_K, aux, g_KxK, heads, vjp

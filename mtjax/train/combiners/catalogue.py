@@ -13,6 +13,7 @@ from mtjax.train.combiners import (
     base,
     coordinates,
     gradient,
+    tracking,
     weighting,
 )
 from mtjax.train.combiners import groups as groups_
@@ -36,6 +37,7 @@ def as_combiner(x: Any) -> Combiner:
             uses_grads=bool(getattr(x, "uses_grads", False)),
             init_params=getattr(x, "init_params", None),
             aggregate=getattr(x, "aggregate", None),
+            gramian=getattr(x, "gramian", None),
         )
     if callable(x):
         return base.stateless(x)
@@ -73,6 +75,7 @@ COMBINERS: dict[str, Callable[..., Combiner]] = {
     "fairgrad": aggregators_solved.fairgrad,
     "sdmgrad": aggregators_sampled.sdmgrad,
     "modo": aggregators_sampled.modo,
+    "moco": tracking.moco,
     "graddrop": coordinates.graddrop,
     "trimmed_mean": coordinates.trimmed_mean,
 }
