@@ -94,7 +94,7 @@ BAD = [
     ("[train]\nloss = {word = 'hinge'}", "train.loss.word: 'hinge' is not one of"),
     ("folds = 1", "folds: expected an integer >= 2, got 1"),
     ("seed = 1.5", "seed: expected an integer, got 1.5 (float)"),
-    ("[model]\nname = 'rnn'", "model.name: unknown model 'rnn'; known: CGC, cgc, cnn, cross_stitch"),
+    ("[model]\nname = 'rnn'", "model.name: unknown model 'rnn'; known: CGC, cgc, cnn"),
     ("[model]\nname = 'cnn'\nchanels = [8]", "model.chanels: unknown key; model 'cnn' takes"),
     ("[features]\nname = 'Spectro'", "features.name: unknown extraction 'Spectro'; known: "),
     ("[features]\nname = 'LogMel'\nbands = 3", "features.bands: unknown key; LogMel takes"),
