@@ -286,6 +286,8 @@ class HardSharingCNN(nn.Module):
         size = (self.kernel, self.kernel)
         valid_BxT = valid_frames(x)
         h = x[..., None]  # [B, T, F, 1]
+        if self.is_initializing():  # same variables whichever runs: compile the plainest
+            conv = "xla"
         for i, width in enumerate(self.channels):
             name = f"shared_conv{i}"
             if conv == "stencil_block" and h.shape[-1] == 1 and self.norm is None:
