@@ -108,6 +108,25 @@ def _check_positive(model: str, what: str, value: Any) -> None:
         raise ValueError(f"{model}: {what} must be a positive int, got {value!r}")
 
 
+def check_expert_model(model: nn.Module, positive: tuple[str, ...], check: Any = None) -> None:
+    """The checks of an expert model's settings, one-line errors naming the model.
+
+    Its tasks; the counts named in `positive` (> 0); then `check(name)` for its own rules;
+    its `expert_hidden` and `tower_hidden` widths, dropout and activation.
+    """
+    name = type(model).__name__
+    architectures._as_tuples(model, "tasks", "expert_hidden", "tower_hidden")
+    architectures._check_tasks(name, model.tasks)
+    for what in positive:
+        _check_positive(name, what, getattr(model, what))
+    if check is not None:
+        check(name)
+    architectures._check_sizes(name, "expert_hidden", model.expert_hidden, allow_empty=False)
+    architectures._check_sizes(name, "tower_hidden", model.tower_hidden, allow_empty=True)
+    architectures._check_common(name, model.dropout, None)
+    architectures._activation(model.activation)
+
+
 class MMoE(nn.Module):
     """Multi-gate Mixture-of-Experts: soft-gated shared experts, one gate per task.
 
@@ -140,14 +159,7 @@ class MMoE(nn.Module):
     activation: str | Callable[[jax.Array], jax.Array] = "relu"
 
     def __post_init__(self):
-        name = type(self).__name__
-        architectures._as_tuples(self, "tasks", "expert_hidden", "tower_hidden")
-        architectures._check_tasks(name, self.tasks)
-        _check_positive(name, "n_experts", self.n_experts)
-        architectures._check_sizes(name, "expert_hidden", self.expert_hidden, allow_empty=False)
-        architectures._check_sizes(name, "tower_hidden", self.tower_hidden, allow_empty=True)
-        architectures._check_common(name, self.dropout, None)
-        architectures._activation(self.activation)
+        check_expert_model(self, ("n_experts",))
         super().__post_init__()
 
     @nn.compact

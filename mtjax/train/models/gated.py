@@ -93,15 +93,7 @@ class PLE(nn.Module):
     activation: str | Callable[[jax.Array], jax.Array] = "relu"
 
     def __post_init__(self):
-        name = type(self).__name__
-        architectures._as_tuples(self, "tasks", "expert_hidden", "tower_hidden")
-        architectures._check_tasks(name, self.tasks)
-        for what in ("levels", "shared_experts", "task_experts"):
-            experts._check_positive(name, what, getattr(self, what))
-        architectures._check_sizes(name, "expert_hidden", self.expert_hidden, allow_empty=False)
-        architectures._check_sizes(name, "tower_hidden", self.tower_hidden, allow_empty=True)
-        architectures._check_common(name, self.dropout, None)
-        architectures._activation(self.activation)
+        experts.check_expert_model(self, ("levels", "shared_experts", "task_experts"))
         super().__post_init__()
 
     @nn.compact
@@ -297,22 +289,20 @@ class DSelectK(nn.Module):
     activation: str | Callable[[jax.Array], jax.Array] = "relu"
 
     def __post_init__(self):
-        name = type(self).__name__
-        architectures._as_tuples(self, "tasks", "expert_hidden", "tower_hidden")
-        architectures._check_tasks(name, self.tasks)
-        experts._check_positive(name, "n_experts", self.n_experts)
-        experts._check_positive(name, "k", self.k)
-        if self.k > self.n_experts:
-            raise ValueError(f"{name}: k must be at most n_experts={self.n_experts}, got {self.k}")
-        ok = isinstance(self.gamma, int | float) and not isinstance(self.gamma, bool)
-        if not (ok and self.gamma > 0):
-            raise ValueError(f"{name}: gamma must be a positive number, got {self.gamma!r}")
-        if not isinstance(self.per_example, bool):
-            raise ValueError(f"{name}: per_example must be True or False, got {self.per_example!r}")
-        architectures._check_sizes(name, "expert_hidden", self.expert_hidden, allow_empty=False)
-        architectures._check_sizes(name, "tower_hidden", self.tower_hidden, allow_empty=True)
-        architectures._check_common(name, self.dropout, None)
-        architectures._activation(self.activation)
+        def own_rules(name: str) -> None:
+            if self.k > self.n_experts:
+                raise ValueError(
+                    f"{name}: k must be at most n_experts={self.n_experts}, got {self.k}"
+                )
+            ok = isinstance(self.gamma, int | float) and not isinstance(self.gamma, bool)
+            if not (ok and self.gamma > 0):
+                raise ValueError(f"{name}: gamma must be a positive number, got {self.gamma!r}")
+            if not isinstance(self.per_example, bool):
+                raise ValueError(
+                    f"{name}: per_example must be True or False, got {self.per_example!r}"
+                )
+
+        experts.check_expert_model(self, ("n_experts", "k"), own_rules)
         super().__post_init__()
 
     @nn.compact
